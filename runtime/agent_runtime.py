@@ -1,0 +1,342 @@
+"""The runtime facade adapters drive: submit messages, manage topics, listen for runs.
+
+How the pieces interact. ``submit`` routes a message to its conversation (``Router``);
+if that conversation has a run, the message joins its steering FIFO, else a run starts:
+a task owned here, holding the conversation's lock, driving an ``AgentLoop`` and then
+committing what the run wrote in one storage transaction. The run's ``Done`` is emitted
+after that commit; in the same synchronous step the conversation is marked idle and, if
+messages are still queued, the next run starts at once, so a message can never fall
+between "run ending" and "run idle". Run listeners hear about every run, including those
+started from the queue; title listeners hear about titles, which a background task
+generates after a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from runtime.agents import Agent, AgentRegistry
+from runtime.compaction import compact_now
+from runtime.conversation import Conversation
+from runtime.errors import AgentRuntimeError, ConversationBusyError, StorageError
+from runtime.events import Compacted, Done, TitleChanged
+from runtime.loop import AgentLoop
+from runtime.messages import UserMessage
+from runtime.router import Router
+from runtime.run import Run
+from runtime.storage.base import EventRecord, RunCommit, Storage
+from runtime.titles import clean_title, generate_title, title_seed
+
+log = logging.getLogger(__name__)
+
+RunListener = Callable[[Run], None]
+TitleListener = Callable[[Conversation, TitleChanged], None]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Submission:
+    outcome: Literal["started", "steered"]
+    conversation: Conversation
+    run: Run
+    position: int = 0  # place in the steering queue when steered
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TopicInfo:
+    key: str
+    conversation_id: str
+    title: str | None
+    active: bool
+    updated_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConversationStatus:
+    conversation_id: str
+    agent: str
+    model: str
+    topic_key: str | None
+    title: str | None
+    running: bool
+    queued: int
+    entries: int
+    last_prompt_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class AgentRuntime:
+    def __init__(self, agents: AgentRegistry, storage: Storage | None = None) -> None:
+        self.agents = agents
+        self.storage = storage
+        self.router = Router(storage)
+        self._runs: set[Run] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._run_listeners: list[RunListener] = []
+        self._title_listeners: list[TitleListener] = []
+        self._accepting = True
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def add_run_listener(self, listener: RunListener) -> None:
+        self._run_listeners.append(listener)
+
+    def add_title_listener(self, listener: TitleListener) -> None:
+        self._title_listeners.append(listener)
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def conversation_for(
+        self, agent: str, sender: str, *, topic: str | None = None
+    ) -> Conversation:
+        self.agents.get(agent)
+        if topic is not None:
+            return await self.router.switch_topic(agent, sender, topic)
+        return await self.router.get_or_create(agent, sender)
+
+    async def submit(
+        self, agent: str, sender: str, message: UserMessage, *, topic: str | None = None
+    ) -> Submission:
+        """Start a run, or steer into the running one. Returns at once either way."""
+        if not self._accepting:
+            raise AgentRuntimeError("The runtime is shutting down and takes no new messages.")
+        agent_obj = self.agents.get(agent)
+        conv = await self.conversation_for(agent, sender, topic=topic)
+        # No await between this check and the queue/start: that is the steering guarantee.
+        if conv.run is not None:
+            position = conv.steering.put(message)
+            return Submission(outcome="steered", conversation=conv, run=conv.run, position=position)
+        run = self._start_run(conv, agent_obj, message)
+        return Submission(outcome="started", conversation=conv, run=run)
+
+    def active_runs(self) -> list[Run]:
+        return list(self._runs)
+
+    def _start_run(self, conv: Conversation, agent: Agent, trigger: UserMessage | None) -> Run:
+        origin = trigger.origin if trigger is not None else None
+        if trigger is None and conv.steering:
+            origin = conv.steering.peek_origin()
+        run = Run(conv, origin=origin)
+        if trigger is not None:
+            conv.append(trigger.to_entry(steered=False))
+        conv.run = run
+        self._runs.add(run)
+        run.task = asyncio.create_task(self._drive(run, agent), name=f"run-{run.id[:8]}")
+        for listener in self._run_listeners:
+            listener(run)
+        return run
+
+    async def _drive(self, run: Run, agent: Agent) -> None:
+        conv = run.conversation
+        task = asyncio.current_task()
+        run.phase = "waiting"
+        try:
+            if run.cancel_requested:
+                raise asyncio.CancelledError
+            async with conv.lock:
+                run.phase = "looping"
+                done = await AgentLoop(run, agent, conv).execute()
+        except asyncio.CancelledError:
+            done = Done(reason="cancelled")  # cancelled while waiting for the lock
+        except Exception:
+            log.exception("run %s of agent %s crashed", run.id, agent.name)
+            done = Done(reason="error", error="The agent failed unexpectedly.")
+        run.phase = "finishing"
+        external_cancel = task is not None and task.cancelling() > int(run.cancel_requested)
+        conv.record_event(
+            EventRecord(
+                kind="run",
+                data_json=json.dumps(
+                    {"run_id": run.id, "stop_reason": done.stop_reason, "started": run.started_at}
+                ),
+                at=time.time(),
+            )
+        )
+        await self._persist(conv)
+        run.emit(done)
+        run.phase = "finished"
+        self._after_run(run, agent)
+        if external_cancel:
+            raise asyncio.CancelledError
+
+    def _after_run(self, run: Run, agent: Agent) -> None:
+        conv = run.conversation
+        conv.run = None
+        self._runs.discard(run)
+        if conv.steering and self._accepting and self.router.is_routed(conv):
+            self._start_run(conv, agent, None)
+        self._maybe_title(conv, agent)
+
+    async def _persist(self, conv: Conversation) -> None:
+        commit = conv.take_commit()
+        if commit is None or self.storage is None:
+            return
+        try:
+            await self.storage.commit_run(commit)
+        except StorageError:
+            # Kept pending: the next boundary writes it again, nothing is lost.
+            log.exception("could not save conversation %s; will retry", conv.id)
+            return
+        conv.commit_succeeded(commit)
+
+    # -- titles --------------------------------------------------------------------------
+
+    def _maybe_title(self, conv: Conversation, agent: Agent) -> None:
+        if conv.title is not None or conv.title_task is not None:
+            return
+        seed = title_seed(conv.history)
+        if seed is None:
+            return
+        task = asyncio.create_task(self._generate_title(conv, agent, seed), name="title")
+        conv.title_task = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _generate_title(
+        self, conv: Conversation, agent: Agent, seed: tuple[str, str]
+    ) -> None:
+        try:
+            model = agent.spec.title_model or agent.spec.model
+            title = await generate_title(agent.provider, model, seed)
+        except Exception as exc:  # any failure: retried after the next run
+            log.debug("title generation failed for %s: %s", conv.id, exc)
+            return
+        finally:
+            conv.title_task = None
+        if title is None or conv.title is not None:
+            return
+        await self._apply_title(conv, title, "generated")
+
+    async def set_title(self, conversation_id: str, title: str) -> str:
+        """A user's title; it always wins over a generated one. Returns the cleaned title."""
+        conv = self.router.get(conversation_id)
+        cleaned = clean_title(title)
+        if cleaned is None:
+            raise AgentRuntimeError("A title needs at least one visible character.")
+        await self._apply_title(conv, cleaned, "user")
+        return cleaned
+
+    async def _apply_title(
+        self, conv: Conversation, title: str, source: Literal["generated", "user"]
+    ) -> None:
+        conv.title = title
+        if not conv.is_tmp and self.storage is not None:
+            try:
+                await self.storage.commit_run(RunCommit(session=conv.session_record()))
+            except StorageError:
+                log.exception("could not save the title of conversation %s", conv.id)
+        event = TitleChanged(conversation_id=conv.id, title=title, source=source)
+        for listener in self._title_listeners:
+            listener(conv, event)
+
+    # -- topics and control --------------------------------------------------------------
+
+    async def switch_topic(self, agent: str, sender: str, key: str) -> Conversation:
+        self.agents.get(agent)
+        return await self.router.switch_topic(agent, sender, key)
+
+    async def new(self, agent: str, sender: str) -> None:
+        dropped = await self.router.new(agent, sender)
+        if dropped is not None and dropped.run is not None:
+            dropped.run.cancel()
+
+    async def close(self, conversation_id: str) -> None:
+        conv = self.router.get(conversation_id)
+        self.router.remove(conv)
+        run = conv.run
+        if run is not None:
+            run.cancel()
+            await run.wait()
+        if conv.steering:
+            log.info("closed conversation %s with %d queued messages", conv.id, len(conv.steering))
+
+    def stop(self, conv: Conversation) -> bool:
+        """Cancel the conversation's run (``/stop``); False when nothing was running."""
+        return conv.run is not None and conv.run.cancel()
+
+    async def compact(self, conversation_id: str) -> Compacted:
+        conv = self.router.get(conversation_id)
+        if conv.run is not None:
+            raise ConversationBusyError("The agent is still replying; wait for it or /stop first.")
+        agent = self.agents.get(conv.agent)
+        async with conv.lock:
+            result = await compact_now(agent, conv)
+            if result.status == "compacted":
+                conv.auto_compact = True
+                conv.compaction_noticed = False
+                await self._persist(conv)
+        return result
+
+    async def topics(self, agent: str, sender: str) -> list[TopicInfo]:
+        active = self.router.active_key(agent, sender)
+        found: dict[str, TopicInfo] = {}
+        if self.storage is not None:
+            for rec in await self.storage.list_sessions(agent, sender):
+                if rec.topic_key not in found:
+                    found[rec.topic_key] = TopicInfo(
+                        key=rec.topic_key,
+                        conversation_id=rec.id,
+                        title=rec.title,
+                        active=rec.topic_key == active,
+                        updated_at=rec.updated_at,
+                    )
+        for conv in self.router.topics_in_memory(agent, sender):
+            assert conv.topic_key is not None
+            found[conv.topic_key] = TopicInfo(
+                key=conv.topic_key,
+                conversation_id=conv.id,
+                title=conv.title,
+                active=conv.topic_key == active,
+                updated_at=conv.updated_at,
+            )
+        return sorted(found.values(), key=lambda t: t.updated_at, reverse=True)
+
+    async def status(self, conv: Conversation) -> ConversationStatus:
+        prompt = completion = 0
+        if not conv.is_tmp and self.storage is not None:
+            prompt, completion = await self.storage.usage_totals(conv.id)
+        for usage in conv.pending_usage:
+            prompt += usage.prompt_tokens
+            completion += usage.completion_tokens
+        return ConversationStatus(
+            conversation_id=conv.id,
+            agent=conv.agent,
+            model=self.agents.get(conv.agent).spec.model,
+            topic_key=conv.topic_key,
+            title=conv.title,
+            running=conv.run is not None,
+            queued=len(conv.steering),
+            entries=len(conv.history),
+            last_prompt_tokens=conv.last_prompt_tokens,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+        )
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop taking messages, let runs finish for ``grace`` seconds, then cancel the
+        rest (each persists what it has). Queued messages that got no run are saved as
+        user entries so nothing is lost."""
+        self._accepting = False
+        runs = [r for r in self._runs if r.task is not None]
+        if runs:
+            _, late = await asyncio.wait([r.task for r in runs if r.task], timeout=grace)
+            for run in list(self._runs):
+                run.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
+        for conv in self.router.conversations():
+            if conv.steering and not conv.is_tmp:
+                for message in conv.steering.drain():
+                    conv.append(message.to_entry(steered=False))
+                await self._persist(conv)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
