@@ -58,6 +58,10 @@ class Router:
             routes.tmp = self._register(Conversation(agent=agent, sender=sender, topic_key=None))
         return routes.tmp
 
+    async def active_topic(self, agent: str, sender: str) -> str | None:
+        """The active topic key, loading the pair's router state if needed."""
+        return (await self._routes_for(agent, sender)).active
+
     def current(self, agent: str, sender: str) -> Conversation | None:
         """What ``get_or_create`` would return, without creating or loading anything."""
         routes = self._routes.get((agent, sender))

@@ -1,0 +1,117 @@
+"""What every adapter offers the gateway, and what it hands the gateway.
+
+An adapter translates: platform events become ``InboundMessage``s passed to the
+gateway's ``InboundSink``; the gateway answers through the adapter's primitives
+(send, edit, typing, react, rename). Everything shared (dedup, access, commands,
+streaming, budgets) lives in the gateway, which imports this module; adapters never
+import the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from aiohttp import web
+
+from runtime.history import Image
+
+AdapterState = Literal["stopped", "starting", "connected", "reconnecting", "failed"]
+Markup = Literal["telegram_html", "slack_mrkdwn", "discord", "plain"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChatTarget:
+    """Where a reply goes. ``chat_id`` keys the outbound budget; ``thread_id`` is the
+    platform thread, if any; ``extra`` holds what only the adapter reads."""
+
+    platform: str
+    chat_id: str
+    thread_id: str | None = None
+    reply_to: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def budget_key(self) -> str:
+        return f"{self.platform}:{self.chat_id}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SentMessage:
+    target: ChatTarget
+    message_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InboundMessage:
+    """One platform message, reduced to what the pipeline needs.
+
+    ``scope`` is the platform-qualified sender scope that owns the conversation
+    (``telegram:user:42``, ``discord:thread:99``...); ``topic`` is the thread key when the
+    message is in a platform thread, else None. ``addressed`` is true when the bot was
+    mentioned or replied to, or the message is in a thread the bot owns.
+    """
+
+    platform: str
+    message_id: str
+    text: str
+    user_id: str
+    user_name: str
+    scope: str
+    target: ChatTarget
+    topic: str | None = None
+    is_direct: bool = False
+    addressed: bool = False
+    from_bot: bool = False
+    edited: bool = False
+    images: tuple[Image, ...] = ()
+    attachment_notes: tuple[str, ...] = ()
+    match: Mapping[str, str] = field(default_factory=dict)  # chat/guild/channel/team
+    agent: str | None = None  # an explicit agent choice (the web chat's picker)
+
+
+class InboundSink(Protocol):
+    async def handle(self, message: InboundMessage) -> None: ...
+
+
+class NativeStream(Protocol):
+    """A platform's own streaming (Telegram drafts, Slack chat streams)."""
+
+    async def update(self, text: str) -> None: ...
+
+    async def finish(self, text: str) -> None: ...
+
+
+class Adapter(Protocol):
+    name: str
+    limit: int
+    markup: Markup
+
+    @property
+    def state(self) -> AdapterState: ...
+
+    @property
+    def state_detail(self) -> str: ...
+
+    async def run(self, sink: InboundSink) -> None:
+        """Connect and serve until cancelled. Raises ``CredentialsRejected`` when the
+        platform refuses the credentials for good; any other exception is retried by
+        the gateway's supervisor with backoff."""
+        ...
+
+    async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage: ...
+
+    async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None: ...
+
+    async def typing(self, target: ChatTarget, active: bool) -> None:
+        """Show (or, where the platform needs it, clear) a busy indicator."""
+        ...
+
+    async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None: ...
+
+    async def rename(self, target: ChatTarget, title: str) -> None: ...
+
+    def native_stream(self, target: ChatTarget) -> NativeStream | None: ...
+
+    def web_routes(self) -> Sequence[web.RouteDef]: ...

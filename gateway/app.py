@@ -1,0 +1,152 @@
+"""The gateway process: storage, runtime, adapters, pipeline and HTTP server.
+
+Start order: storage, providers and runtime, pipeline, HTTP server, then one supervisor
+task per adapter. Stop is the reverse, in the order the contract asks: stop taking
+messages, let runs finish for ``shutdown_grace`` seconds then cancel them (each saves
+what it has), let replies in flight land, stop the adapters, the server, the storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Adapter
+from gateway.config import GatewayConfig
+from gateway.http_server import HttpServer
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline
+from gateway.policy import AdapterPolicy
+from gateway.redaction import install_redaction
+from gateway.supervisor import Supervised, supervise
+from gateway.wiring import (
+    agent_spec,
+    bindings,
+    build_adapter,
+    build_provider,
+    collect_secrets,
+    enabled_sections,
+    policy,
+)
+from runtime.agent_runtime import AgentRuntime
+from runtime.agents import AgentRegistry
+from runtime.providers.base import ModelProvider
+from runtime.storage.sqlite import SqliteStorage
+from runtime.tools import ToolRegistry, builtin_tools
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        adapters: Mapping[str, Adapter] | None = None,
+        providers: Mapping[str, ModelProvider] | None = None,
+        tools: ToolRegistry | None = None,
+    ) -> None:
+        """``adapters``/``providers`` replace the ones config would build (tests)."""
+        self.config = config
+        self.metrics = Metrics()
+        self._adapter_overrides = dict(adapters or {})
+        self._provider_overrides = dict(providers or {})
+        self._tools = tools or builtin_tools()
+        self.storage = SqliteStorage(Path(config.storage.path))
+        self.providers: dict[str, ModelProvider] = {}
+        self.runtime: AgentRuntime | None = None
+        self.pipeline: Pipeline | None = None
+        self.server: HttpServer | None = None
+        self.supervised: dict[str, Supervised] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        install_redaction(collect_secrets(self.config))
+        await self.storage.open()
+        for name, cfg in self.config.providers.items():
+            self.providers[name] = self._provider_overrides.get(name) or build_provider(name, cfg)
+        specs = [agent_spec(name, cfg) for name, cfg in self.config.agents.items()]
+        runtime = AgentRuntime(AgentRegistry(specs, self.providers, self._tools), self.storage)
+        self.runtime = runtime
+        sections = enabled_sections(self.config)
+        adapters: dict[str, Adapter] = {}
+        for name, section in sections.items():
+            adapters[name] = self._adapter_overrides.get(name) or build_adapter(
+                name, section, runtime
+            )
+        for name, adapter in self._adapter_overrides.items():
+            adapters.setdefault(name, adapter)
+        self.pipeline = Pipeline(
+            runtime,
+            adapters,
+            {
+                name: policy(name, sections[name]) if name in sections else AdapterPolicy(name=name)
+                for name in adapters
+            },
+            default_agent=self.config.default_agent,
+            bindings=bindings(self.config),
+            metrics=self.metrics,
+        )
+        server = HttpServer(
+            self.config.server.host,
+            self.config.server.port,
+            metrics=self.metrics,
+            ready=self.readiness,
+        )
+        for adapter in adapters.values():
+            server.add_routes(adapter.web_routes())
+        await server.start()
+        self.server = server
+        for name, adapter in adapters.items():
+            entry = self.supervised[name] = Supervised(adapter=adapter)
+            self._tasks.append(
+                asyncio.create_task(supervise(entry, self.pipeline), name=f"adapter-{name}")
+            )
+        log.info("gateway started: adapters %s", ", ".join(adapters) or "none")
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        states = {
+            name: {"state": entry.state, **({"detail": entry.failed} if entry.failed else {})}
+            for name, entry in self.supervised.items()
+        }
+        storage_open = self.storage.is_open
+        ready = storage_open and all(s["state"] == "connected" for s in states.values())
+        return ready, {"storage": "open" if storage_open else "closed", "adapters": states}
+
+    async def stop(self) -> None:
+        grace = self.config.shutdown_grace
+        if self.pipeline is not None:
+            self.pipeline.accepting = False
+        if self.runtime is not None:
+            await self.runtime.shutdown(grace)
+        if self.pipeline is not None:
+            await self.pipeline.drain(grace)
+        for task in reversed(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.server is not None:
+            await self.server.stop()
+        await self.storage.close()
+        for provider in self.providers.values():
+            await provider.aclose()
+        log.info("gateway stopped")
+
+
+async def serve(config: GatewayConfig) -> None:
+    """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    try:
+        await stop.wait()
+        log.info("shutting down (grace %.1fs)", config.shutdown_grace)
+    finally:
+        await gateway.stop()

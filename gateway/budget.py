@@ -1,0 +1,109 @@
+"""One outbound budget per chat: sends, edits, typing, reactions and renames share it.
+
+Edits are paced to one per ``edit_interval`` per chat; slots are reserved before
+waiting, so two replies streaming into one chat still share the pace. A 429 blocks the
+whole chat for its ``retry_after``. What must land (sends, edits) waits and retries;
+what is decoration (typing, reactions) is skipped while blocked; a rename refused for
+longer than ``rename_max_wait`` is skipped and logged, never waited on for minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from adapters.errors import RateLimited
+from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Kind = Literal["send", "edit", "typing", "react", "rename"]
+MAX_ATTEMPTS = 5
+
+
+@dataclass(kw_only=True, slots=True)
+class _Chat:
+    next_edit: float = 0.0
+    blocked_until: float = 0.0
+    last_used: float = 0.0
+
+
+class OutboundBudget:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        platform: str,
+        edit_interval: float = 1.0,
+        rename_max_wait: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._metrics = metrics
+        self._platform = platform
+        self.edit_interval = edit_interval
+        self._rename_max_wait = rename_max_wait
+        self._clock = clock
+        self._chats: dict[str, _Chat] = {}
+
+    def _chat(self, key: str) -> _Chat:
+        chat = self._chats.get(key)
+        if chat is None:
+            if len(self._chats) > 10_000:
+                self._forget_idle()
+            chat = self._chats[key] = _Chat()
+        chat.last_used = self._clock()
+        return chat
+
+    def _forget_idle(self) -> None:
+        horizon = self._clock() - 600
+        for key in [k for k, c in self._chats.items() if c.last_used < horizon]:
+            del self._chats[key]
+
+    def blocked_for(self, key: str) -> float:
+        return max(0.0, self._chat(key).blocked_until - self._clock())
+
+    async def call(self, key: str, kind: Kind, op: Callable[[], Awaitable[T]]) -> T | None:
+        """Run ``op`` within the chat's budget. Returns None when it was skipped."""
+        chat = self._chat(key)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            wait = self._reserve(chat, kind)
+            if wait is None:
+                return None
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                return await op()
+            except RateLimited as exc:
+                self._metrics.rate_limited.inc(self._platform)
+                chat.blocked_until = max(chat.blocked_until, self._clock() + exc.retry_after)
+                log.warning(
+                    "%s %s rate limited in %s (attempt %d): retry after %.2fs",
+                    self._platform,
+                    kind,
+                    key,
+                    attempt,
+                    exc.retry_after,
+                )
+                if kind in ("typing", "react"):
+                    return None
+        log.error("%s %s in %s gave up after %d attempts", self._platform, kind, key, MAX_ATTEMPTS)
+        return None
+
+    def _reserve(self, chat: _Chat, kind: Kind) -> float | None:
+        now = self._clock()
+        blocked = max(0.0, chat.blocked_until - now)
+        if kind in ("typing", "react") and blocked > 0:
+            return None
+        if kind == "rename" and blocked > self._rename_max_wait:
+            log.info("%s rename skipped: chat rate limited for %.0fs", self._platform, blocked)
+            return None
+        if kind != "edit":
+            return blocked
+        slot = max(now, chat.next_edit, chat.blocked_until)
+        chat.next_edit = slot + self.edit_interval
+        return slot - now

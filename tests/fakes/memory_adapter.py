@@ -1,0 +1,164 @@
+"""An in-memory chat platform behind the Adapter protocol, for pipeline tests.
+
+It is what a platform would show a user: messages with their current text, edits with
+timestamps, reactions, typing, renames. Faults are injected per primitive. Real adapters
+are tested against fakes of their platform's API; this one tests the shared pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from adapters.base import (
+    AdapterState,
+    ChatTarget,
+    InboundMessage,
+    InboundSink,
+    Markup,
+    NativeStream,
+    SentMessage,
+)
+from adapters.errors import DeliveryError
+
+
+@dataclass(kw_only=True, slots=True)
+class Shown:
+    message_id: str
+    chat_id: str
+    text: str
+    markup: bool
+    history: list[tuple[float, str]] = field(default_factory=list)
+
+
+class MemoryAdapter:
+    def __init__(self, name: str = "mem", *, limit: int = 4096, markup: Markup = "plain") -> None:
+        self.name = name
+        self.limit = limit
+        self.markup: Markup = markup
+        self._state: AdapterState = "stopped"
+        self.sink: InboundSink | None = None
+        self.messages: dict[str, Shown] = {}
+        self.order: list[str] = []
+        self.edits: list[tuple[float, str, str]] = []  # (time, message id, text)
+        self.typing_calls: list[tuple[float, str, bool]] = []
+        self.reactions: list[tuple[str, str]] = []  # (message id, emoji)
+        self.renames: list[tuple[str, str]] = []  # (chat id, title)
+        self.faults: dict[str, deque[DeliveryError]] = defaultdict(deque)
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._stopped = asyncio.Event()
+        self._connected = asyncio.Event()
+
+    # -- Adapter protocol ------------------------------------------------------------------
+
+    @property
+    def state(self) -> AdapterState:
+        return self._state
+
+    @property
+    def state_detail(self) -> str:
+        return ""
+
+    async def run(self, sink: InboundSink) -> None:
+        self.sink = sink
+        self._state = "connected"
+        self._connected.set()
+        try:
+            await self._stopped.wait()
+        finally:
+            self._state = "stopped"
+
+    async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
+        await self._maybe_fail("send")
+        if len(text) > self.limit:
+            raise DeliveryError(f"message is too long ({len(text)} > {self.limit})")
+        message_id = f"{target.chat_id}-{next(self._ids)}"
+        self.messages[message_id] = Shown(
+            message_id=message_id,
+            chat_id=target.chat_id,
+            text=text,
+            markup=markup,
+            history=[(time.monotonic(), text)],
+        )
+        self.order.append(message_id)
+        await self._notify()
+        return SentMessage(target=target, message_id=message_id)
+
+    async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
+        await self._maybe_fail("edit")
+        shown = self.messages[message.message_id]
+        if shown.text == text:
+            raise AssertionError(f"an edit with unchanged text reached the platform: {text!r}")
+        if len(text) > self.limit:
+            raise DeliveryError("message is too long")
+        now = time.monotonic()
+        shown.text = text
+        shown.markup = markup
+        shown.history.append((now, text))
+        self.edits.append((now, message.message_id, text))
+        await self._notify()
+
+    async def typing(self, target: ChatTarget, active: bool) -> None:
+        await self._maybe_fail("typing")
+        self.typing_calls.append((time.monotonic(), target.chat_id, active))
+        await self._notify()
+
+    async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
+        await self._maybe_fail("react")
+        self.reactions.append((message_id, emoji))
+        await self._notify()
+
+    async def rename(self, target: ChatTarget, title: str) -> None:
+        await self._maybe_fail("rename")
+        self.renames.append((target.chat_id, title))
+        await self._notify()
+
+    def native_stream(self, target: ChatTarget) -> NativeStream | None:
+        return None
+
+    def web_routes(self) -> Sequence[web.RouteDef]:
+        return []
+
+    # -- test side ---------------------------------------------------------------------------
+
+    def fail_next(self, primitive: str, error: DeliveryError) -> None:
+        self.faults[primitive].append(error)
+
+    async def _maybe_fail(self, primitive: str) -> None:
+        if self.faults[primitive]:
+            raise self.faults[primitive].popleft()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+        async def check() -> Any:
+            async with self._changed:
+                while not (result := predicate()):
+                    await self._changed.wait()
+                return result
+
+        return await asyncio.wait_for(check(), timeout)
+
+    async def connected(self) -> None:
+        await asyncio.wait_for(self._connected.wait(), 5.0)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def deliver(self, message: InboundMessage) -> None:
+        assert self.sink is not None, "the adapter is not running"
+        await self.sink.handle(message)
+
+    def chat(self, chat_id: str) -> list[str]:
+        """What a user in the chat sees: each message's current text, in order."""
+        return [self.messages[m].text for m in self.order if self.messages[m].chat_id == chat_id]

@@ -1,0 +1,152 @@
+"""Streaming delivery: coalesced paced edits, 429s, markup fallback, splitting, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from adapters.errors import DeliveryError, MarkupRejected, MessageNotModified, RateLimited
+from gateway.delivery import FAILED_REPLY, MAX_ITERATIONS_NOTE
+from gateway.policy import AdapterPolicy
+from runtime.errors import ProviderStreamError
+from tests.fakes.scripted_provider import Call, Fail, Gate, ScriptedProvider, Text
+from tests.pipeline_helpers import dm, rig
+
+INTERVAL = 0.2
+
+
+def paced() -> AdapterPolicy:
+    return AdapterPolicy(name="mem", edit_interval=INTERVAL)
+
+
+async def stream_words(provider: ScriptedProvider, words: int, gates: list[Gate]) -> None:
+    steps: list[Text | Gate] = []
+    for i in range(words):
+        steps.append(Text(f"w{i} "))
+        if i % 5 == 4:
+            gate = Gate()
+            gates.append(gate)
+            steps.append(gate)
+    provider.script(*steps)
+
+
+async def test_edits_are_coalesced_and_paced_per_chat() -> None:
+    async with rig(policy=paced()) as r:
+        gates: list[Gate] = []
+        await stream_words(r.provider, 40, gates)
+        await r.adapter.deliver(dm("go"))
+        for gate in gates:  # release a burst every 50 ms: faster than the edit pace
+            await asyncio.wait_for(gate.reached.wait(), 5)
+            await asyncio.sleep(0.05)
+            gate.release()
+        expected = " ".join(f"w{i}" for i in range(40))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == [expected])
+        times = [t for t, _, _ in r.adapter.edits]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert all(gap >= INTERVAL * 0.9 for gap in gaps), gaps
+        assert len(r.adapter.edits) < 40 / 5  # coalesced: fewer edits than bursts
+        texts = [text for _, _, text in r.adapter.edits]
+        assert len(texts) == len(set(texts))  # never an edit with unchanged text
+
+
+async def test_a_429_on_edit_is_honoured_counted_and_the_final_text_lands() -> None:
+    async with rig(policy=paced()) as r:
+        gate = Gate()
+        r.provider.script(Text("part one"), gate, Text(" and part two"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["part one"])
+        r.adapter.fail_next("edit", RateLimited(0.3))
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["part one and part two"])
+        assert r.pipeline.metrics.rate_limited.value("mem") == 1
+        [shown] = r.adapter.messages.values()
+        first_edit_at = shown.history[1][0]
+        assert first_edit_at - shown.history[0][0] >= 0.3
+
+
+async def test_markup_rejected_falls_back_to_plain_text() -> None:
+    async with rig(markup="telegram_html") as r:
+        r.provider.script(Text("**bold** move"))
+        r.adapter.fail_next("send", MarkupRejected("can't parse entities"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["bold move"])
+        [shown] = r.adapter.messages.values()
+        assert shown.markup is False
+
+
+async def test_markup_is_rendered_for_the_platform() -> None:
+    async with rig(markup="telegram_html") as r:
+        r.provider.script(Text("**bold** & <tag>"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(
+            lambda: r.adapter.chat("dm42") == ["<b>bold</b> &amp; &lt;tag&gt;"]
+        )
+
+
+async def test_not_modified_from_the_platform_is_ignored_not_retried() -> None:
+    async with rig(policy=paced()) as r:
+        gate = Gate()
+        r.provider.script(Text("one"), gate, Text(" two"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["one"])
+        r.adapter.fail_next("edit", MessageNotModified("message is not modified"))
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.typing_calls and not r.runtime.active_runs())
+        await asyncio.wait_for(r.pipeline.drain(grace=2), 5)
+        assert r.adapter.edits == []  # the one edit "failed" as not modified; no retry loop
+
+
+async def test_long_replies_are_split_under_the_limit() -> None:
+    async with rig(limit=120) as r:
+        paragraphs = [f"Paragraph {i}: " + "word " * 12 for i in range(6)]
+        r.provider.script(*[Text(p.strip() + "\n\n") for p in paragraphs])
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: not r.runtime.active_runs() and r.adapter.chat("dm42"))
+        await asyncio.wait_for(r.pipeline.drain(grace=2), 5)
+        chat = r.adapter.chat("dm42")
+        assert len(chat) > 1
+        assert all(len(m) <= 120 for m in chat)
+        assert "\n\n".join(chat).split() == "\n\n".join(paragraphs).split()
+        assert not any("(1/" in m for m in chat)  # no page markers
+
+
+async def test_a_failed_edit_is_retried_so_the_final_text_lands() -> None:
+    async with rig(policy=paced()) as r:
+        gate = Gate()
+        r.provider.script(Text("start"), gate, Text(" finish"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start"])
+        r.adapter.fail_next("edit", DeliveryError("server error"))
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start finish"])
+
+
+async def test_model_failure_mid_stream_keeps_text_and_says_so_in_one_sentence() -> None:
+    async with rig() as r:
+        r.provider.script(Text("half an answer"), Fail(ProviderStreamError("socket closed")))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(
+            lambda: r.adapter.chat("dm42") == [f"half an answer\n\n{FAILED_REPLY}"]
+        )
+        assert "socket closed" not in r.adapter.chat("dm42")[0]  # detail stays in the log
+        await r.adapter.deliver(dm("again"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42")[-1] == "ok")
+
+
+async def test_tool_progress_is_shown_then_replaced_by_the_answer() -> None:
+    async with rig() as r:
+        gate = Gate()
+        r.provider.script(Call("get_time"), gate)
+        r.provider.script(Text("It is noon."))
+        await r.adapter.deliver(dm("time?"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["_using get_time..._"])
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["It is noon."])
+
+
+async def test_max_iterations_is_explained() -> None:
+    async with rig(max_iterations=2) as r:
+        r.provider.script(Call("get_time"))
+        r.provider.script(Call("get_time"))
+        await r.adapter.deliver(dm("loop"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == [MAX_ITERATIONS_NOTE])
