@@ -1,0 +1,433 @@
+"""The local web chat: a page and a websocket served by the gateway's own HTTP server.
+
+How the pieces interact. ``web_routes`` serves the page and its websocket. Each socket
+says hello with a client id (the page keeps it in localStorage) and joins that client's
+set of sockets, so every tab of one browser shows the same chat. Frames from the page
+become ``InboundMessage``s handed to the sink ``run`` stored; the gateway answers
+through send / edit / typing / react / rename, which broadcast JSON frames to the
+client's sockets. The gateway renames only persisted conversations, so a runtime title
+listener also shows the titles of scratch conversations in the page header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Annotated, Any, Literal, Protocol, assert_never
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from adapters.base import (
+    AdapterState,
+    ChatTarget,
+    InboundMessage,
+    InboundSink,
+    Markup,
+    NativeStream,
+    SentMessage,
+)
+from runtime.agent_runtime import AgentRuntime
+from runtime.conversation import Conversation
+from runtime.events import TitleChanged
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "webchat"
+SCOPE_PREFIX = "webchat:user:"
+DEFAULT_USER_NAME = "you"
+MAX_TEXT = 32_000
+SINK_WAIT = 5.0  # a page may connect in the moment between server start and run()
+# Commands after which the page's topic list or header may be out of date.
+_REFRESHING_COMMAND = re.compile(r"^/(topic|topics|new|title)(\s|$)", re.IGNORECASE)
+
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+UserName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class HelloFrame(_Frame):
+    type: Literal["hello"]
+    client_id: Token
+    name: UserName = ""
+    agent: str | None = None
+
+
+class MessageFrame(_Frame):
+    type: Literal["message"]
+    id: Token
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+    agent: str | None = None
+    name: UserName | None = None
+
+
+class StopFrame(_Frame):
+    type: Literal["stop"]
+    agent: str | None = None
+
+
+ClientFrame = Annotated[HelloFrame | MessageFrame | StopFrame, Field(discriminator="type")]
+_CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+class WebchatSection(Protocol):
+    """What ``from_config`` reads of the gateway's ``WebchatConfig`` (adapters never
+    import the gateway, so the section is described structurally)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def agent(self) -> str | None: ...
+
+
+@dataclass(kw_only=True, slots=True)
+class _Session:
+    """One open socket; ``client_id`` is unset until its hello."""
+
+    ws: web.WebSocketResponse
+    client_id: str | None = None
+    name: str = DEFAULT_USER_NAME
+
+
+def scope_of(client_id: str) -> str:
+    return f"{SCOPE_PREFIX}{client_id}"
+
+
+def client_of(sender: str) -> str | None:
+    return sender[len(SCOPE_PREFIX) :] if sender.startswith(SCOPE_PREFIX) else None
+
+
+def inbound_message(
+    client_id: str, text: str, *, message_id: str, user_name: str, agent: str | None
+) -> InboundMessage:
+    """A page's message as the pipeline sees it: always a direct, addressed message."""
+    return InboundMessage(
+        platform=PLATFORM,
+        message_id=f"{client_id}:{message_id}",
+        text=text,
+        user_id=client_id,
+        user_name=user_name or DEFAULT_USER_NAME,
+        scope=scope_of(client_id),
+        target=ChatTarget(
+            platform=PLATFORM, chat_id=client_id, extra={"agent": agent} if agent else {}
+        ),
+        is_direct=True,
+        addressed=True,
+        agent=agent,
+    )
+
+
+def same_origin(request: web.Request) -> bool:
+    # Browsers always send Origin, so another site's page cannot drive a user's chat.
+    origin = request.headers.get("Origin")
+    return origin is None or urlsplit(origin).netloc == request.host
+
+
+class WebchatAdapter:
+    name = PLATFORM
+    limit = 100_000
+    markup: Markup = "plain"  # the page renders the markdown itself
+
+    def __init__(
+        self, runtime: AgentRuntime, *, path: str = "/", default_agent: str | None = None
+    ) -> None:
+        self._runtime = runtime
+        self._path = path
+        self._base = path if path.endswith("/") else f"{path}/"
+        self._default_agent = default_agent
+        self._state: AdapterState = "stopped"
+        self._sink: InboundSink | None = None
+        self._ready = asyncio.Event()
+        self._clients: dict[str, set[web.WebSocketResponse]] = {}
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._titles: dict[tuple[str, str], str] = {}  # (client, agent) -> title shown
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._page: str | None = None
+        self._ids = itertools.count(1)
+        self._id_prefix = uuid.uuid4().hex[:8]  # ids stay unique across restarts
+        runtime.add_title_listener(self._on_title)
+
+    @property
+    def state(self) -> AdapterState:
+        return self._state
+
+    @property
+    def state_detail(self) -> str:
+        return f"{len(self._clients)} clients, {len(self._sockets)} sockets"
+
+    @property
+    def default_agent(self) -> str:
+        names = self._runtime.agents.names()
+        if self._default_agent in names or not names:
+            return self._default_agent or ""
+        return names[0]
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, sink: InboundSink) -> None:
+        """Connected at once: the transport is the gateway's own server."""
+        self._sink = sink
+        self._state = "connected"
+        self._ready.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            self._ready.clear()
+            self._sink = None
+            self._state = "stopped"
+            await self._close_all()
+
+    async def _close_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        closing = [
+            ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
+            for ws in list(self._sockets)
+        ]
+        await asyncio.gather(*self._tasks, *closing, return_exceptions=True)
+
+    def web_routes(self) -> Sequence[web.RouteDef]:
+        routes = [
+            web.get(self._base, self._serve_page),
+            web.get(f"{self._base}ws", self._serve_socket),
+        ]
+        if self._path != self._base:
+            routes.append(web.get(self._path, self._redirect))
+        return routes
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    async def _redirect(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(self._base)
+
+    async def _serve_page(self, request: web.Request) -> web.Response:
+        if self._page is None:
+            page = resources.files("adapters").joinpath("webchat_page.html")
+            self._page = await asyncio.to_thread(page.read_text, encoding="utf-8")
+        nonce = secrets.token_urlsafe(16)
+        csp = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            f"connect-src 'self' ws://{request.host} wss://{request.host}; img-src data:; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        )
+        headers = {
+            "Content-Security-Policy": csp,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        }
+        body = self._page.replace("__NONCE__", nonce)
+        return web.Response(text=body, content_type="text/html", headers=headers)
+
+    def _welcome(self) -> dict[str, Any]:
+        names = self._runtime.agents.names()
+        return {"type": "welcome", "agents": names, "default_agent": self.default_agent}
+
+    async def _serve_socket(self, request: web.Request) -> web.StreamResponse:
+        if not same_origin(request):
+            log.warning("refused a web chat socket from another origin")
+            raise web.HTTPForbidden(text="This web chat only accepts its own page.")
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=256 * 1024)
+        await ws.prepare(request)
+        session = _Session(ws=ws)
+        self._sockets.add(ws)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await self._on_frame(session, msg.data)
+        finally:
+            self._sockets.discard(ws)
+            self._leave(session)
+        return ws
+
+    def _leave(self, session: _Session) -> None:
+        if session.client_id is None:
+            return
+        sockets = self._clients.get(session.client_id)
+        if sockets is not None:
+            sockets.discard(session.ws)
+            if not sockets:
+                del self._clients[session.client_id]
+                for key in [k for k in self._titles if k[0] == session.client_id]:
+                    del self._titles[key]
+
+    # -- frames from the page ------------------------------------------------------------
+
+    async def _on_frame(self, session: _Session, data: str) -> None:
+        try:
+            frame = _CLIENT_FRAME.validate_json(data)
+        except ValidationError as exc:
+            log.debug("bad web chat frame: %s", exc.errors(include_input=False))
+            await _send(session.ws, {"type": "error", "text": "The page sent a bad frame."})
+            return
+        if not isinstance(frame, HelloFrame) and session.client_id is None:
+            await _send(session.ws, {"type": "error", "text": "Say hello first."})
+            return
+        match frame:
+            case HelloFrame():
+                await self._hello(session, frame)
+            case MessageFrame():
+                await self._message(session, frame)
+            case StopFrame():
+                await self._stop(session, frame)
+            case _:
+                assert_never(frame)
+
+    def _agent(self, requested: str | None) -> str | None:
+        return requested if requested in self._runtime.agents else None
+
+    async def _hello(self, session: _Session, frame: HelloFrame) -> None:
+        if session.client_id not in (None, frame.client_id):
+            self._leave(session)
+        session.client_id = frame.client_id
+        session.name = frame.name or DEFAULT_USER_NAME
+        self._clients.setdefault(frame.client_id, set()).add(session.ws)
+        await _send(session.ws, {**self._welcome(), "client_id": frame.client_id})
+        agent = self._agent(frame.agent) or self.default_agent
+        if agent:
+            await self._refresh(frame.client_id, agent)
+
+    async def _message(self, session: _Session, frame: MessageFrame) -> None:
+        assert session.client_id is not None
+        if frame.name is not None:
+            session.name = frame.name or DEFAULT_USER_NAME
+        agent = self._agent(frame.agent)
+        message = inbound_message(
+            session.client_id,
+            frame.text,
+            message_id=frame.id,
+            user_name=session.name,
+            agent=agent,
+        )
+        echo = {"type": "user", "id": frame.id, "text": frame.text}
+        await self._broadcast(session.client_id, echo, skip=session.ws)
+        await self._deliver(session, message)
+        if _REFRESHING_COMMAND.match(frame.text.strip()):
+            await self._refresh(session.client_id, agent or self.default_agent)
+
+    async def _stop(self, session: _Session, frame: StopFrame) -> None:
+        assert session.client_id is not None
+        message = inbound_message(
+            session.client_id,
+            "/stop",
+            message_id=f"stop-{uuid.uuid4().hex}",
+            user_name=session.name,
+            agent=self._agent(frame.agent),
+        )
+        await self._deliver(session, message)
+
+    async def _deliver(self, session: _Session, message: InboundMessage) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), SINK_WAIT)
+        sink = self._sink
+        if sink is None:
+            await _send(session.ws, {"type": "error", "text": "The web chat is not running."})
+            return
+        try:
+            await sink.handle(message)
+        except Exception:
+            log.exception("handling web chat message %s failed", message.message_id)
+            await _send(session.ws, {"type": "error", "text": "That message failed."})
+
+    # -- topics and titles ---------------------------------------------------------------
+
+    async def _refresh(self, client_id: str, agent: str) -> None:
+        """Send the client's topic list and the current conversation's title."""
+        await self._broadcast(client_id, await self._topics_frame(client_id, agent))
+        current = self._runtime.router.current(agent, scope_of(client_id))
+        title = (current.title if current is not None else None) or ""
+        self._titles[(client_id, agent)] = title
+        await self._broadcast(client_id, {"type": "title", "agent": agent, "title": title})
+
+    async def _topics_frame(self, client_id: str, agent: str) -> dict[str, Any]:
+        topics = await self._runtime.topics(agent, scope_of(client_id))
+        listing = [{"key": t.key, "title": t.title or "", "active": t.active} for t in topics]
+        return {"type": "topics", "agent": agent, "topics": listing}
+
+    def _on_title(self, conv: Conversation, event: TitleChanged) -> None:
+        client_id = client_of(conv.sender)
+        if client_id is None or client_id not in self._clients:
+            return
+        self._spawn(self._title_changed(client_id, conv, event.title))
+
+    async def _title_changed(self, client_id: str, conv: Conversation, title: str) -> None:
+        if self._runtime.router.current(conv.agent, conv.sender) is conv:
+            await self._show_title(client_id, conv.agent, title)
+        if not conv.is_tmp:
+            await self._broadcast(client_id, await self._topics_frame(client_id, conv.agent))
+
+    async def _show_title(self, client_id: str, agent: str, title: str) -> None:
+        # The gateway's rename and our own title listener may both report one title.
+        if self._titles.get((client_id, agent)) == title:
+            return
+        self._titles[(client_id, agent)] = title
+        await self._broadcast(client_id, {"type": "title", "agent": agent, "title": title})
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- outbound primitives -------------------------------------------------------------
+
+    async def _broadcast(
+        self, client_id: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
+    ) -> None:
+        for ws in list(self._clients.get(client_id, ())):
+            if ws is not skip:
+                await _send(ws, frame)
+
+    async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
+        # Nobody listening is not an error: the reply is in the conversation's history.
+        message_id = f"{self._id_prefix}-{next(self._ids)}"
+        await self._broadcast(target.chat_id, {"type": "message", "id": message_id, "text": text})
+        return SentMessage(target=target, message_id=message_id)
+
+    async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
+        frame = {"type": "edit", "id": message.message_id, "text": text}
+        await self._broadcast(message.target.chat_id, frame)
+
+    async def typing(self, target: ChatTarget, active: bool) -> None:
+        await self._broadcast(target.chat_id, {"type": "typing", "active": active})
+
+    async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
+        own_id = message_id.removeprefix(f"{target.chat_id}:")
+        frame = {"type": "ack", "message_id": own_id, "emoji": emoji}
+        await self._broadcast(target.chat_id, frame)
+
+    async def rename(self, target: ChatTarget, title: str) -> None:
+        agent = target.extra.get("agent") or self.default_agent
+        current = self._runtime.router.current(agent, scope_of(target.chat_id))
+        if current is not None and current.title != title:
+            return  # a late title of a conversation the page no longer shows
+        await self._show_title(target.chat_id, agent, title)
+
+    def native_stream(self, target: ChatTarget) -> NativeStream | None:
+        return None
+
+
+async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
+    if ws.closed:
+        return
+    try:
+        await ws.send_str(json.dumps(frame, ensure_ascii=False))
+    except ConnectionError as exc:  # the tab went away mid-send; its handler cleans up
+        log.debug("web chat socket send failed: %s", exc)
+
+
+def from_config(section: WebchatSection, runtime: AgentRuntime) -> WebchatAdapter:
+    return WebchatAdapter(runtime, path=section.path, default_agent=section.agent)
