@@ -1,0 +1,280 @@
+"""Anthropic Messages API over httpx, streamed (SSE, ``message_stop`` terminated)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, assert_never
+
+import httpx
+
+from runtime.history import (
+    AssistantEntry,
+    Entry,
+    SummaryEntry,
+    ToolResultEntry,
+    UserEntry,
+    render_assistant_text,
+    render_user_text,
+)
+from runtime.prompts import SUMMARY_PREFIX
+from runtime.providers.base import (
+    ModelRequest,
+    ProviderEvent,
+    TextChunk,
+    ThinkingChunk,
+    ToolCallReady,
+    ToolCallStarted,
+    UsageReport,
+)
+from runtime.providers.http_retry import (
+    RetryPolicy,
+    StreamBroken,
+    StreamCall,
+    iter_sse,
+    load_json,
+    make_client,
+    stream_with_retries,
+)
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+# In-stream error types that mean "try again", as their HTTP twins (500, 529, 429) do.
+_RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error"})
+
+
+class AnthropicProvider:
+    """A Claude model behind the Anthropic Messages API."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._policy = RetryPolicy(
+            max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max
+        )
+        self._owns_client = client is None
+        self._client = client or make_client(
+            connect_timeout=connect_timeout, read_timeout=read_timeout
+        )
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider(name={self.name!r}, base_url={self.base_url!r})"
+
+    def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
+        call = StreamCall(
+            provider=self.name,
+            model=request.model,
+            url=f"{self.base_url}/v1/messages",
+            headers={
+                "x-api-key": self._api_key,
+                "anthropic-version": API_VERSION,
+                "accept": "text/event-stream",
+            },
+            body=request_body(request),
+        )
+        return stream_with_retries(self._client, call, self._policy, _parse)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def request_body(request: ModelRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": to_messages(request.messages),
+        "stream": True,
+    }
+    if request.system:
+        body["system"] = request.system
+    if request.tools:
+        body["tools"] = [
+            {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+            for t in request.tools
+        ]
+    return body
+
+
+def to_messages(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """Messages that alternate user/assistant: neighbours of one role are merged, and
+    in a user message the tool results come first, as the API requires."""
+    messages: list[dict[str, Any]] = []
+    for entry in entries:
+        role = "assistant" if isinstance(entry, AssistantEntry) else "user"
+        blocks = _blocks(entry)
+        if not blocks:
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(blocks)
+        else:
+            messages.append({"role": role, "content": blocks})
+    for message in messages:
+        if message["role"] == "user":
+            message["content"].sort(key=lambda block: block["type"] != "tool_result")
+    return messages
+
+
+def _blocks(entry: Entry) -> list[dict[str, Any]]:
+    match entry:
+        case UserEntry():
+            # Images first: the API documents that it reads them best before the text.
+            blocks: list[dict[str, Any]] = [
+                {
+                    "type": "image",
+                    "source": {
+                        "type": "base64",
+                        "media_type": image.media_type,
+                        "data": image.data_base64,
+                    },
+                }
+                for image in entry.images
+            ]
+            return blocks + _text_block(render_user_text(entry))
+        case SummaryEntry():
+            return _text_block(SUMMARY_PREFIX + entry.text)
+        case AssistantEntry():
+            return _text_block(render_assistant_text(entry)) + [
+                {"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c.arguments)}
+                for c in entry.tool_calls
+            ]
+        case ToolResultEntry():
+            return [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": entry.call_id,
+                    "content": entry.content,
+                    "is_error": entry.is_error,
+                }
+            ]
+        case _:
+            assert_never(entry)
+
+
+def _text_block(text: str) -> list[dict[str, Any]]:
+    # The API rejects empty text blocks.
+    return [{"type": "text", "text": text}] if text else []
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(kw_only=True, slots=True)
+class _PendingCall:
+    index: int
+    id: str
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+class _StreamState:
+    """Folds Messages stream events into provider events."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, _PendingCall] = {}  # by content block index
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.stopped = False
+
+    def feed(self, data: dict[str, Any]) -> list[ProviderEvent]:
+        kind = data.get("type")
+        if kind == "message_start":
+            usage = (data.get("message") or {}).get("usage") or {}
+            self._input_usage(usage)
+            self.output_tokens = int(usage.get("output_tokens") or 0)
+        elif kind == "content_block_start":
+            return self._block_start(int(data.get("index", 0)), data.get("content_block") or {})
+        elif kind == "content_block_delta":
+            return self._block_delta(int(data.get("index", 0)), data.get("delta") or {})
+        elif kind == "message_delta":
+            usage = data.get("usage") or {}
+            self._input_usage(usage)
+            self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
+        elif kind == "message_stop":
+            self.stopped = True
+        elif kind == "error":
+            error = data.get("error") or {}
+            error_type = str(error.get("type") or "error")
+            raise StreamBroken(
+                f"the server reported {error_type}: {error.get('message', 'no details')}",
+                retryable=error_type in _RETRYABLE_ERRORS,
+            )
+        # ping, content_block_stop and event types added later need no action.
+        return []
+
+    def _input_usage(self, usage: dict[str, Any]) -> None:
+        # The prompt size the runtime compacts on includes cached tokens.
+        parts = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        if any(usage.get(p) is not None for p in parts):
+            self.input_tokens = sum(int(usage.get(p) or 0) for p in parts)
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[ProviderEvent]:
+        match block.get("type"):
+            case "text" if block.get("text"):
+                return [TextChunk(text=str(block["text"]))]
+            case "thinking" if block.get("thinking"):
+                return [ThinkingChunk(text=str(block["thinking"]))]
+            case "tool_use":
+                call = _PendingCall(
+                    index=len(self.calls), id=str(block.get("id", "")), name=str(block.get("name"))
+                )
+                self.calls[index] = call
+                return [ToolCallStarted(index=call.index, name=call.name)]
+        return []
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ProviderEvent]:
+        match delta.get("type"):
+            case "text_delta" if delta.get("text"):
+                return [TextChunk(text=str(delta["text"]))]
+            case "thinking_delta" if delta.get("thinking"):
+                return [ThinkingChunk(text=str(delta["thinking"]))]
+            case "input_json_delta" if index in self.calls:
+                self.calls[index].arguments.append(str(delta.get("partial_json", "")))
+        return []
+
+    def finish(self) -> list[ProviderEvent]:
+        events: list[ProviderEvent] = [
+            ToolCallReady(
+                index=call.index,
+                id=call.id,
+                name=call.name,
+                arguments="".join(call.arguments) or "{}",
+            )
+            for call in sorted(self.calls.values(), key=lambda c: c.index)
+        ]
+        events.append(
+            UsageReport(prompt_tokens=self.input_tokens, completion_tokens=self.output_tokens)
+        )
+        return events
+
+
+async def _parse(response: httpx.Response) -> AsyncGenerator[ProviderEvent, None]:
+    state = _StreamState()
+    async for sse in iter_sse(response):
+        for event in state.feed(load_json(sse.data)):
+            yield event
+        if state.stopped:
+            break
+    else:
+        raise StreamBroken("the stream ended without message_stop", retryable=True)
+    for event in state.finish():
+        yield event
