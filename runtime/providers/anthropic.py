@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from runtime.providers.base import (
     UsageReport,
 )
 from runtime.providers.http_retry import (
+    MAX_CONCURRENT_STREAMS,
     RetryPolicy,
     StreamBroken,
     StreamCall,
@@ -59,6 +61,7 @@ class AnthropicProvider:
         connect_timeout: float = 10.0,
         read_timeout: float = 120.0,
         client: httpx.AsyncClient | None = None,
+        max_concurrency: int = MAX_CONCURRENT_STREAMS,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
@@ -66,6 +69,7 @@ class AnthropicProvider:
         self._policy = RetryPolicy(
             max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max
         )
+        self._limiter = asyncio.Semaphore(max_concurrency)
         self._owns_client = client is None
         self._client = client or make_client(
             connect_timeout=connect_timeout, read_timeout=read_timeout
@@ -86,7 +90,7 @@ class AnthropicProvider:
             },
             body=request_body(request),
         )
-        return stream_with_retries(self._client, call, self._policy, _parse)
+        return stream_with_retries(self._client, call, self._policy, _parse, self._limiter)
 
     async def aclose(self) -> None:
         if self._owns_client:

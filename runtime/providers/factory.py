@@ -14,7 +14,15 @@ from runtime.providers.openai import OpenAIProvider
 ProviderKind = Literal["openai", "anthropic", "echo"]
 
 _HTTP_KNOBS = frozenset(
-    {"max_retries", "backoff_base", "backoff_max", "connect_timeout", "read_timeout", "client"}
+    {
+        "max_retries",
+        "backoff_base",
+        "backoff_max",
+        "connect_timeout",
+        "read_timeout",
+        "client",
+        "max_concurrency",
+    }
 )
 _ECHO_KNOBS = frozenset({"word_delay"})
 

@@ -11,6 +11,7 @@ it already streamed. Every httpx exception is converted here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -93,9 +94,15 @@ class _Retry:
 Parser = Callable[[httpx.Response], AsyncGenerator[ProviderEvent, None]]
 
 
+MAX_CONCURRENT_STREAMS = 64
+
+
 def make_client(*, connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
     timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-    return httpx.AsyncClient(timeout=timeout)
+    # More connections than the stream limiter lets through, so the pool never queues:
+    # httpcore scans its whole request queue on every assignment (quadratic under load).
+    limits = httpx.Limits(max_connections=MAX_CONCURRENT_STREAMS + 8)
+    return httpx.AsyncClient(timeout=timeout, limits=limits)
 
 
 async def iter_sse(response: httpx.Response) -> AsyncIterator[SseEvent]:
@@ -131,15 +138,21 @@ def load_json(data: str) -> dict[str, Any]:
 
 
 async def stream_with_retries(
-    client: httpx.AsyncClient, call: StreamCall, policy: RetryPolicy, parse: Parser
+    client: httpx.AsyncClient,
+    call: StreamCall,
+    policy: RetryPolicy,
+    parse: Parser,
+    limiter: asyncio.Semaphore | None = None,
 ) -> AsyncGenerator[ProviderEvent, None]:
+    """``limiter`` bounds the streams in flight per provider; waiting runs queue on it
+    in FIFO order (released during backoff, so a retrying call holds no slot)."""
     attempt = 0
     while True:
         attempt += 1
         started = False
         try:
             opened = client.stream("POST", call.url, headers=call.headers, json=call.body)
-            async with opened as resp:
+            async with _slot(limiter), opened as resp:
                 if resp.status_code == 200:
                     async with aclosing(parse(resp)) as events:
                         async for event in events:
@@ -168,6 +181,15 @@ async def stream_with_retries(
             delay,
         )
         await asyncio.sleep(delay)
+
+
+@contextlib.asynccontextmanager
+async def _slot(limiter: asyncio.Semaphore | None) -> AsyncIterator[None]:
+    if limiter is None:
+        yield
+        return
+    async with limiter:
+        yield
 
 
 def _broke_off(call: StreamCall, detail: str) -> ProviderStreamError:

@@ -1,0 +1,416 @@
+"""SQLite storage: one aiosqlite connection on one WAL file.
+
+aiosqlite runs every statement of the connection on one worker thread, in order. An
+asyncio lock makes each public call a unit on top of that: a run's commit is never
+interleaved with another call's statements, so a reader never sees half a run and a
+single-statement write never lands inside (and dies with) another call's transaction.
+Writes of a run go through ``commit_run`` in one ``BEGIN IMMEDIATE`` transaction; a crash
+loses at most the transaction in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from runtime.errors import StorageError
+from runtime.history import (
+    CompactMarker,
+    Entry,
+    StoredEntry,
+    entry_from_dict,
+    entry_to_dict,
+    rebuild_context,
+)
+from runtime.storage.base import RunCommit, SessionRecord
+from runtime.storage.schema import LATEST_VERSION, pending
+
+_log = logging.getLogger(__name__)
+
+PROCESSED_TTL = 7 * 24 * 3600.0
+"""Seconds an inbound message id is remembered for deduplication."""
+
+_MEMORY = ":memory:"
+_SESSION_FIELDS = ("id", "agent", "sender", "topic_key", "title", "created_at", "updated_at")
+_SESSION_COLUMNS = ", ".join(_SESSION_FIELDS)
+
+
+class SqliteStorage:
+    """The ``Storage`` protocol on a SQLite file (or ``":memory:"``)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        processed_ttl: float = PROCESSED_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._processed_ttl = processed_ttl
+        self._clock = clock
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the file (creating it and its directory), migrate it, prune old ids."""
+        async with self._lock:
+            if self._db is not None:
+                return
+            with self._errors("open"):
+                if self._path not in ("", _MEMORY):
+                    parent = Path(self._path).parent
+                    await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
+                db = await aiosqlite.connect(self._path, isolation_level=None)
+                try:
+                    await self._prepare(db)
+                except BaseException:
+                    await db.close()
+                    raise
+            self._db = db
+            _log.debug("storage open at %s (schema version %d)", self._path, LATEST_VERSION)
+
+    async def close(self) -> None:
+        """Close the connection after any call in progress; closing twice is a no-op."""
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is None:
+                return
+            with self._errors("close"):
+                await db.close()
+
+    async def _prepare(self, db: aiosqlite.Connection) -> None:
+        # busy_timeout first: switching to WAL needs a lock another process may hold.
+        await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        mode = await _scalar(db, "PRAGMA journal_mode = WAL")
+        if mode != "wal" and self._path != _MEMORY:
+            _log.warning("storage file %s refused WAL mode (journal_mode=%s)", self._path, mode)
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        await self._migrate(db)
+        cutoff = self._clock() - self._processed_ttl
+        await db.execute("DELETE FROM processed WHERE at < ?", (cutoff,))
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        # The version is read inside each write transaction, so two processes opening
+        # the same file at once never apply a migration twice.
+        while True:
+            async with _transaction(db):
+                current = int(await _scalar(db, "PRAGMA user_version"))
+                if current > LATEST_VERSION:
+                    raise StorageError(
+                        f"The storage file {self._path!r} has schema version {current}, "
+                        f"newer than version {LATEST_VERSION} that this agent-gateway knows; "
+                        "upgrade agent-gateway or point [storage] path at another file."
+                    )
+                todo = pending(current)
+                if not todo:
+                    return
+                migration = todo[0]
+                for statement in migration.statements:
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {migration.version}")
+            _log.info(
+                "storage file %s migrated to version %d (%s)",
+                self._path,
+                migration.version,
+                migration.description,
+            )
+
+    # -- the one place sqlite errors become StorageError --------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(
+                f"The storage file {self._path!r} failed to {action}: {exc}."
+            ) from exc
+
+    @contextlib.asynccontextmanager
+    async def _use(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            db = self._db
+            if db is None:
+                raise StorageError(
+                    f"The storage file {self._path!r} is not open; call open() first "
+                    f"(while trying to {action})."
+                )
+            with self._errors(action):
+                yield db
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def commit_run(self, commit: RunCommit) -> None:
+        """Upsert the session and append everything the run produced, all or nothing."""
+        session_id = commit.session.id
+        async with self._use("commit a run"), _transaction(self._connection()) as db:
+            await _upsert_session(db, commit.session)
+            await self._append_entries(db, session_id, commit.entries)
+            await db.executemany(
+                "INSERT INTO usage (session_id, model, prompt_tokens, completion_tokens, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (session_id, u.model, u.prompt_tokens, u.completion_tokens, u.at)
+                    for u in commit.usage
+                ],
+            )
+            await db.executemany(
+                "INSERT INTO events (session_id, kind, data, at) VALUES (?, ?, ?, ?)",
+                [(session_id, e.kind, e.data_json, e.at) for e in commit.events],
+            )
+
+    async def _append_entries(
+        self, db: aiosqlite.Connection, session_id: str, entries: Sequence[StoredEntry]
+    ) -> None:
+        seq = int(
+            await _scalar(
+                db, "SELECT COALESCE(MAX(seq), 0) FROM entries WHERE session_id = ?", session_id
+            )
+        )
+        now = self._clock()
+        # Entries are encoded one by one between inserts: a failure half-way relies on
+        # the surrounding transaction, never on having validated everything up front.
+        for entry in entries:
+            seq += 1
+            if isinstance(entry, CompactMarker):
+                data = await self._write_archive(db, session_id, entry, now)
+            else:
+                data = _encode(
+                    partial(entry_to_dict, entry), f"entry {seq} of session {session_id!r}"
+                )
+            await db.execute(
+                "INSERT INTO entries (session_id, seq, kind, data, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (session_id, seq, entry.kind, data, now),
+            )
+
+    async def _write_archive(
+        self, db: aiosqlite.Connection, session_id: str, marker: CompactMarker, now: float
+    ) -> str:
+        """Store the marker's archived entries and summary; return the marker's entry
+        JSON, which points at the archive instead of repeating the archived entries."""
+        archived = _encode(
+            lambda: [entry_to_dict(e) for e in marker.archived],
+            f"the archive of session {session_id!r}",
+        )
+        cursor = await db.execute(
+            "INSERT INTO archives (session_id, summary, entries, created_at) VALUES (?, ?, ?, ?)",
+            (session_id, marker.summary, archived, now),
+        )
+        bare = dataclasses.replace(marker, archived=())
+        return _encode(
+            lambda: {**entry_to_dict(bare), "archive_id": cursor.lastrowid},
+            f"the compact marker of session {session_id!r}",
+        )
+
+    async def load_entries(self, session_id: str) -> list[StoredEntry]:
+        async with self._use("load entries") as db:
+            rows = await db.execute_fetchall(
+                "SELECT e.seq, e.data, a.entries FROM entries AS e"
+                " LEFT JOIN archives AS a"
+                " ON e.kind = 'compact' AND a.id = json_extract(e.data, '$.archive_id')"
+                " WHERE e.session_id = ? ORDER BY e.seq",
+                (session_id,),
+            )
+        return [self._decode(session_id, seq, data, archived) for seq, data, archived in rows]
+
+    def _decode(self, session_id: str, seq: int, data: str, archived: str | None) -> StoredEntry:
+        try:
+            fields = json.loads(data)
+            if archived is not None:
+                fields["archived"] = json.loads(archived)
+            fields.pop("archive_id", None)
+            return entry_from_dict(fields)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StorageError(
+                f"The storage file {self._path!r} holds an unreadable entry {seq} "
+                f"of session {session_id!r}: {exc!r}."
+            ) from exc
+
+    async def load_context(self, session_id: str) -> list[Entry]:
+        return rebuild_context(await self.load_entries(session_id))
+
+    async def usage_totals(self, session_id: str) -> tuple[int, int]:
+        async with self._use("sum usage") as db:
+            rows = await _rows(
+                db,
+                "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
+                " FROM usage WHERE session_id = ?",
+                session_id,
+            )
+        return int(rows[0][0]), int(rows[0][1])
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        async with self._use("read a session") as db:
+            rows = await _rows(
+                db, f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", session_id
+            )
+        return _session(rows[0]) if rows else None
+
+    async def find_session(self, agent: str, sender: str, topic_key: str) -> SessionRecord | None:
+        async with self._use("find a session") as db:
+            rows = await _rows(
+                db,
+                f"SELECT {_SESSION_COLUMNS} FROM sessions"
+                " WHERE agent = ? AND sender = ? AND topic_key = ?"
+                " ORDER BY updated_at DESC, rowid DESC LIMIT 1",
+                agent,
+                sender,
+                topic_key,
+            )
+        return _session(rows[0]) if rows else None
+
+    async def list_sessions(self, agent: str, sender: str) -> list[SessionRecord]:
+        async with self._use("list sessions") as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE agent = ? AND sender = ?"
+                " ORDER BY updated_at DESC, rowid DESC",
+                (agent, sender),
+            )
+        return [_session(row) for row in rows]
+
+    async def set_title(self, session_id: str, title: str) -> None:
+        async with self._use("set a title") as db:
+            cursor = await db.execute(
+                "UPDATE sessions SET title = ? WHERE id = ?", (title, session_id)
+            )
+        if cursor.rowcount == 0:
+            # A conversation not committed yet carries its title in its first commit.
+            _log.debug("set_title: session %s is not stored yet", session_id)
+
+    # -- router state, bindings, deduplication --------------------------------------------
+
+    async def get_active_topic(self, agent: str, sender: str) -> str | None:
+        async with self._use("read the active topic") as db:
+            value = await _scalar(
+                db,
+                "SELECT active_topic FROM router_state WHERE agent = ? AND sender = ?",
+                agent,
+                sender,
+            )
+        return None if value is None else str(value)
+
+    async def set_active_topic(self, agent: str, sender: str, topic_key: str | None) -> None:
+        async with self._use("set the active topic") as db:
+            if topic_key is None:
+                await db.execute(
+                    "DELETE FROM router_state WHERE agent = ? AND sender = ?", (agent, sender)
+                )
+            else:
+                await db.execute(
+                    "INSERT INTO router_state (agent, sender, active_topic) VALUES (?, ?, ?)"
+                    " ON CONFLICT (agent, sender) DO UPDATE"
+                    " SET active_topic = excluded.active_topic",
+                    (agent, sender, topic_key),
+                )
+
+    async def bind_thread(self, platform: str, thread_id: str, session_id: str) -> None:
+        async with self._use("bind a thread") as db:
+            await db.execute(
+                "INSERT INTO bindings (platform, thread_id, session_id) VALUES (?, ?, ?)"
+                " ON CONFLICT (platform, thread_id) DO UPDATE SET session_id = excluded.session_id",
+                (platform, thread_id, session_id),
+            )
+
+    async def get_binding(self, platform: str, thread_id: str) -> str | None:
+        async with self._use("read a thread binding") as db:
+            value = await _scalar(
+                db,
+                "SELECT session_id FROM bindings WHERE platform = ? AND thread_id = ?",
+                platform,
+                thread_id,
+            )
+        return None if value is None else str(value)
+
+    async def mark_processed(self, platform: str, message_id: str) -> bool:
+        """Record an inbound message id; False when it was seen before (a duplicate)."""
+        async with self._use("record a processed message") as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO processed (platform, message_id, at) VALUES (?, ?, ?)",
+                (platform, message_id, self._clock()),
+            )
+            changed = await _scalar(db, "SELECT changes()")
+        return bool(changed)
+
+    def _connection(self) -> aiosqlite.Connection:
+        # Only called under _use, which has checked the store is open.
+        assert self._db is not None
+        return self._db
+
+
+@contextlib.asynccontextmanager
+async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation.
+
+    The rollback is queued on the connection's worker thread behind every statement
+    already sent, so it also undoes a statement whose await was cancelled.
+    """
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        await db.execute("COMMIT")
+    except BaseException:
+        try:
+            await db.rollback()
+        except sqlite3.Error:
+            _log.warning("storage rollback failed", exc_info=True)
+        raise
+
+
+async def _upsert_session(db: aiosqlite.Connection, session: SessionRecord) -> None:
+    # A commit without a title never erases one set meanwhile (by /title or the
+    # background title task).
+    await db.execute(
+        f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET"
+        " title = COALESCE(excluded.title, sessions.title),"
+        " updated_at = excluded.updated_at",
+        tuple(getattr(session, name) for name in _SESSION_FIELDS),
+    )
+
+
+async def _rows(db: aiosqlite.Connection, sql: str, *params: object) -> list[sqlite3.Row]:
+    return list(await db.execute_fetchall(sql, params))
+
+
+async def _scalar(db: aiosqlite.Connection, sql: str, *params: object) -> Any:
+    rows = await _rows(db, sql, *params)
+    return rows[0][0] if rows else None
+
+
+def _encode(build: Callable[[], object], what: str) -> str:
+    try:
+        return json.dumps(build(), ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise StorageError(f"Could not encode {what} as JSON for storage: {exc}.") from exc
+
+
+def _session(row: sqlite3.Row) -> SessionRecord:
+    return SessionRecord(**dict(zip(_SESSION_FIELDS, row, strict=True)))
