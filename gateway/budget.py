@@ -1,7 +1,8 @@
 """One outbound budget per chat: sends, edits, typing, reactions and renames share it.
 
-Edits are paced to one per ``edit_interval`` per chat; slots are reserved before
-waiting, so two replies streaming into one chat still share the pace. A 429 blocks the
+Edits are paced to one per ``edit_interval`` per chat, measured from when the previous
+edit really started; edits of a chat take turns, so two replies streaming into one chat
+still share the pace. A 429 blocks the
 whole chat for its ``retry_after``. What must land (sends, edits) waits and retries;
 what is decoration (typing, reactions) is skipped while blocked; a rename refused for
 longer than ``rename_max_wait`` is skipped and logged, never waited on for minutes.
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from adapters.errors import RateLimited
@@ -28,9 +29,10 @@ MAX_ATTEMPTS = 5
 
 @dataclass(kw_only=True, slots=True)
 class _Chat:
-    next_edit: float = 0.0
+    last_edit: float = float("-inf")
     blocked_until: float = 0.0
     last_used: float = 0.0
+    edit_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class OutboundBudget:
@@ -70,12 +72,22 @@ class OutboundBudget:
     async def call(self, key: str, kind: Kind, op: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``op`` within the chat's budget. Returns None when it was skipped."""
         chat = self._chat(key)
+        if kind != "edit":
+            return await self._attempts(chat, key, kind, op)
+        async with chat.edit_turn:
+            return await self._attempts(chat, key, kind, op)
+
+    async def _attempts(
+        self, chat: _Chat, key: str, kind: Kind, op: Callable[[], Awaitable[T]]
+    ) -> T | None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            wait = self._reserve(chat, kind)
+            wait = self._wait_for(chat, kind)
             if wait is None:
                 return None
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._sleep_until(self._clock() + wait)
+            if kind == "edit":
+                chat.last_edit = self._clock()
             try:
                 return await op()
             except RateLimited as exc:
@@ -94,7 +106,13 @@ class OutboundBudget:
         log.error("%s %s in %s gave up after %d attempts", self._platform, kind, key, MAX_ATTEMPTS)
         return None
 
-    def _reserve(self, chat: _Chat, kind: Kind) -> float | None:
+    async def _sleep_until(self, deadline: float) -> None:
+        # asyncio may wake a timer up to one clock tick early; a paced edit must not.
+        while (remaining := deadline - self._clock()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
+            await asyncio.sleep(remaining)
+
+    def _wait_for(self, chat: _Chat, kind: Kind) -> float | None:
+        """Seconds to wait before the operation may go, or None to skip it."""
         now = self._clock()
         blocked = max(0.0, chat.blocked_until - now)
         if kind in ("typing", "react") and blocked > 0:
@@ -104,6 +122,4 @@ class OutboundBudget:
             return None
         if kind != "edit":
             return blocked
-        slot = max(now, chat.next_edit, chat.blocked_until)
-        chat.next_edit = slot + self.edit_interval
-        return slot - now
+        return max(blocked, chat.last_edit + self.edit_interval - now, 0.0)
