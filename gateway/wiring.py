@@ -44,7 +44,7 @@ def agent_spec(name: str, cfg: AgentConfig) -> AgentSpec:
         tools=tuple(cfg.tools),
         title_model=cfg.title_model,
         compact_threshold=cfg.compact_threshold,
-        compact_retained_turns=max(1, cfg.compact_retained_turns),
+        compact_retained_turns=cfg.compact_retained_turns,
     )
 
 

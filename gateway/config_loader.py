@@ -1,0 +1,513 @@
+"""Read, interpolate, resolve and validate the gateway's TOML configuration.
+
+`load_config` works in passes over the parsed document, collecting problems as it goes
+so that one run reports everything wrong at once:
+
+1. parse the TOML (a syntax error stops here: nothing else can be trusted);
+2. interpolate ``${VAR}``, ``${VAR:-default}`` and ``$$`` in every string value,
+   remembering which variable fed which dotted path so messages can name it;
+3. resolve what the environment decides: ``kind = "auto"`` providers, ``enabled =
+   "auto"`` adapters, an agent's model falling back to its provider's default, and
+   ``system_prompt_file`` contents;
+4. validate with the pydantic schema (`gateway.config`), turning each error into a
+   message of our own (pydantic's would echo the offending value, which may be a secret);
+5. cross-check names: agents, providers, tools and bindings that refer to each other.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from gateway.config import (
+    ADAPTER_NAMES,
+    ECHO_MODEL,
+    MODE_KEYS,
+    GatewayConfig,
+    LoadNotes,
+    adapter_mode,
+    credential_keys,
+    field_names_at,
+    is_positive_int,
+    required_keys,
+)
+from gateway.errors import ConfigError, Problem
+from runtime.tools import builtin_tools
+
+__all__ = ["ConfigError", "Problem", "interpolate", "load_config"]
+
+Table = dict[str, Any]
+
+_REFERENCE = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)\}|(?P<open>\{))")
+_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+# (kind, variable prefix, model when PREFIX_MODEL is unset), in order of preference: the
+# first kind whose PREFIX_API_KEY is set wins; PREFIX_BASE_URL overrides the base URL.
+_AUTO_KINDS = (
+    ("openai", "OPENAI", "gpt-4o-mini"),
+    ("anthropic", "ANTHROPIC", "claude-3-5-haiku-latest"),
+)
+_AUTO_TAKES = ("api_key", "base_url", "default_model")
+# Which match keys mean something on each platform (webchat has no fixed scheme).
+_BINDING_KEYS = {
+    "telegram": ("chat",),
+    "discord": ("guild", "channel"),
+    "slack": ("team", "channel"),
+}
+
+
+def load_config(
+    path: Path, env: Mapping[str, str], *, known_tools: Collection[str] | None = None
+) -> GatewayConfig:
+    """Load and validate ``path``; raise `ConfigError` listing every problem found.
+
+    ``env`` is the environment used for interpolation and for every ``"auto"``
+    decision. ``known_tools`` defaults to the runtime's built-in tools.
+    """
+    document = _read_toml(path)
+    problems: list[Problem] = []
+    sources: dict[str, str] = {}
+    data = interpolate(document, env, sources=sources, problems=problems)
+    notes = _resolve(data, env, sources, path, problems)
+    tools = builtin_tools().names() if known_tools is None else known_tools
+    config: GatewayConfig | None = None
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        # A key the resolution pass already explained needs no second "required".
+        explained = {problem.path for problem in problems}
+        for problem, kind in _validation_problems(exc, data, sources, env):
+            if not (kind == "missing" and problem.path in explained):
+                problems.append(problem)
+    problems.extend(_cross_check(data, sources, tools))
+    if problems or config is None:
+        # Sorting groups problems by section; sort is stable within one key.
+        raise ConfigError(sorted(dict.fromkeys(problems), key=lambda problem: problem.path))
+    return config.with_notes(notes)
+
+
+def _read_toml(path: Path) -> Table:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        message = f"cannot read the configuration file ({reason}); check the path given with -c"
+        raise ConfigError([Problem(path=str(path), message=message)]) from None
+    except UnicodeDecodeError:
+        message = "the configuration file is not UTF-8 text; save it as UTF-8"
+        raise ConfigError([Problem(path=str(path), message=message)]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem(path=str(path), message=_toml_message(exc))]) from None
+
+
+def _toml_message(exc: tomllib.TOMLDecodeError) -> str:
+    reason = str(exc)
+    match = _TOML_POSITION.search(reason)
+    if match is None:
+        return f"invalid TOML: {reason}; fix the syntax"
+    reason = reason[: match.start()]
+    where = f"line {match[1]}, column {match[2]}"
+    return f"invalid TOML at {where}: {reason[:1].lower()}{reason[1:]}; fix the syntax there"
+
+
+def interpolate(
+    value: Any,
+    env: Mapping[str, str],
+    *,
+    path: str = "",
+    sources: dict[str, str] | None = None,
+    problems: list[Problem] | None = None,
+) -> Any:
+    """A copy of ``value`` with ``${VAR}``, ``${VAR:-default}`` and ``$$`` expanded.
+
+    An unset ``${VAR}`` becomes "" (an ``"auto"`` setting then reads it as absent);
+    ``${VAR:-default}`` uses the default when VAR is unset or empty, as the shell does.
+    ``sources`` receives the first variable named at each dotted path.
+    """
+    sources = {} if sources is None else sources
+    problems = [] if problems is None else problems
+    if isinstance(value, str):
+        return _expand(value, env, path, sources, problems)
+    if isinstance(value, dict):
+        return {
+            key: interpolate(item, env, path=_join(path, key), sources=sources, problems=problems)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            interpolate(item, env, path=f"{path}[{index}]", sources=sources, problems=problems)
+            for index, item in enumerate(value)
+        ]
+    return value
+
+
+def _expand(
+    text: str, env: Mapping[str, str], path: str, sources: dict[str, str], problems: list[Problem]
+) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match["dollar"]:
+            return "$"
+        parsed = _BODY.fullmatch(match["body"]) if match["body"] is not None else None
+        if parsed is None:
+            message = (
+                "malformed ${...} reference; write ${NAME} or ${NAME:-default}, "
+                "or $$ for a literal $"
+            )
+            problems.append(Problem(path=path, message=message))
+            return ""
+        sources.setdefault(path, parsed["name"])
+        value = env.get(parsed["name"], "")
+        if not value and parsed["default"] is not None:
+            return parsed["default"]
+        return value
+
+    return _REFERENCE.sub(replace, text)
+
+
+def _join(path: str, key: object) -> str:
+    text = str(key)
+    if not _BARE_KEY.fullmatch(text):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{path}.{text}" if path else text
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _tables(value: object) -> Iterator[tuple[str, Table]]:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(item, dict):
+                yield name, item
+
+
+# --- pass 3: what the environment decides -------------------------------------------
+
+
+def _resolve(
+    data: Table,
+    env: Mapping[str, str],
+    sources: Mapping[str, str],
+    path: Path,
+    problems: list[Problem],
+) -> LoadNotes:
+    provider_notes, echo_fallback = _resolve_providers(data, env, problems)
+    adapter_notes = _resolve_adapters(data, sources, problems)
+    _resolve_agents(data, path.parent, problems)
+    return LoadNotes(
+        source=path.resolve(),
+        providers=provider_notes,
+        adapters=adapter_notes,
+        echo_fallback=echo_fallback,
+    )
+
+
+def _resolve_providers(
+    data: Table, env: Mapping[str, str], problems: list[Problem]
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    notes: dict[str, str] = {}
+    echo: list[str] = []
+    for name, section in _tables(data.get("providers")):
+        if section.get("kind") != "auto":
+            continue
+        for key in _AUTO_TAKES:
+            if _text(section.get(key)):
+                message = (
+                    'not used with kind = "auto", which takes it from the environment '
+                    "(OPENAI_* or ANTHROPIC_* variables); remove it, or set kind explicitly"
+                )
+                problems.append(Problem(path=f"providers.{_join('', name)}.{key}", message=message))
+        for kind, prefix, model in _AUTO_KINDS:
+            if env.get(f"{prefix}_API_KEY"):
+                section.update(kind=kind, api_key=env[f"{prefix}_API_KEY"])
+                section["default_model"] = env.get(f"{prefix}_MODEL") or model
+                if env.get(f"{prefix}_BASE_URL"):
+                    section["base_url"] = env[f"{prefix}_BASE_URL"]
+                notes[name] = f"auto: {prefix}_API_KEY set"
+                break
+        else:
+            section.update(kind="echo", default_model=ECHO_MODEL)
+            notes[name] = "auto: no OPENAI_API_KEY or ANTHROPIC_API_KEY set"
+            echo.append(name)
+    return notes, tuple(echo)
+
+
+def _flag(value: object) -> bool | str | None:
+    """True, False, "auto", or None for a value the schema will reject."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered == "auto":
+            return "auto"
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    return None
+
+
+def _resolve_adapters(
+    data: Table, sources: Mapping[str, str], problems: list[Problem]
+) -> dict[str, str]:
+    notes: dict[str, str] = {}
+    adapters = data.get("adapters")
+    sections = dict(_tables(adapters))
+    for name in ADAPTER_NAMES:
+        section = sections.get(name)
+        if section is None:
+            notes[name] = "not configured"
+            continue
+        flag = _flag(section.get("enabled", True))
+        if flag == "auto":
+            keys = credential_keys(name, section)
+            missing = [key for key in keys if not _text(section.get(key))]
+            flag = section["enabled"] = not missing
+            labels = " and ".join(_label(name, key, sources) for key in missing or keys)
+            if not keys:
+                notes[name] = "auto: needs no credentials"
+            else:
+                notes[name] = f"auto: {labels} {'not set' if missing else 'set'}"
+        elif flag is not None:
+            notes[name] = f"enabled = {str(flag).lower()}"
+        if flag is True:
+            problems.extend(_missing_credentials(name, section, sources))
+    return notes
+
+
+def _label(adapter: str, key: str, sources: Mapping[str, str]) -> str:
+    """How to name a credential in a message: its variable if interpolated, else its key."""
+    path = f"adapters.{adapter}.{key}"
+    return sources.get(path, path)
+
+
+def _missing_credentials(
+    adapter: str, section: Table, sources: Mapping[str, str]
+) -> Iterator[Problem]:
+    mode = adapter_mode(adapter, section)
+    for key in required_keys(adapter, section):
+        if not _text(section.get(key)):
+            when = "when the adapter is enabled"
+            if key in MODE_KEYS:
+                when = f'in mode = "{mode}" {when}'
+            message = f"required {when}; set {_label(adapter, key, sources)}"
+            yield Problem(path=f"adapters.{adapter}.{key}", message=message)
+
+
+def _resolve_agents(data: Table, base_dir: Path, problems: list[Problem]) -> None:
+    providers = dict(_tables(data.get("providers")))
+    for name, agent in _tables(data.get("agents")):
+        where = f"agents.{_join('', name)}"
+        provider_name = agent.get("provider")
+        if not _text(agent.get("model")) and isinstance(provider_name, str):
+            problems.extend(_fill_model(agent, where, providers.get(provider_name), provider_name))
+        _read_prompt_file(agent, where, base_dir, problems)
+
+
+def _fill_model(
+    agent: Table, where: str, provider: Table | None, provider_name: str
+) -> Iterator[Problem]:
+    if provider is None:
+        # The cross check reports the unknown provider; "no model" on top would be noise.
+        agent["model"] = ""
+        return
+    fallback = _text(provider.get("default_model"))
+    if fallback is None and provider.get("kind") == "echo":
+        fallback = ECHO_MODEL
+    if fallback is not None:
+        agent["model"] = fallback
+        return
+    agent.pop("model", None)
+    message = (
+        f"no model given; set {where}.model, "
+        f"or default_model on providers.{_join('', provider_name)}"
+    )
+    yield Problem(path=f"{where}.model", message=message)
+
+
+def _read_prompt_file(agent: Table, where: str, base_dir: Path, problems: list[Problem]) -> None:
+    file_name = _text(agent.get("system_prompt_file"))
+    if file_name is None:
+        return
+    if "system_prompt" in agent:
+        message = "cannot be used together with system_prompt; keep one of the two"
+        problems.append(Problem(path=f"{where}.system_prompt_file", message=message))
+        return
+    file_path = base_dir / file_name
+    try:
+        agent["system_prompt"] = file_path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        message = (
+            f"cannot read {file_path} ({reason}); the path is relative to the "
+            "configuration file's directory"
+        )
+        problems.append(Problem(path=f"{where}.system_prompt_file", message=message))
+
+
+# --- pass 4: schema errors in our own words ------------------------------------------
+
+
+def _validation_problems(
+    exc: ValidationError, data: Table, sources: Mapping[str, str], env: Mapping[str, str]
+) -> Iterator[tuple[Problem, str]]:
+    # include_input=False: the offending value may be a secret and must not leak.
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = error["loc"]
+        path = ""
+        for part in loc:
+            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+        message = _error_message(error, data)
+        variable = sources.get(path)
+        if variable is not None and not env.get(variable) and error["type"] != "extra_forbidden":
+            message += f" (the value comes from ${{{variable}}}, which is not set)"
+        yield Problem(path=path or "(top level)", message=message), error["type"]
+
+
+_SIMPLE_MESSAGES = {
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "string_type": 'must be a string, in quotes: key = "..."',
+    "list_type": 'must be a list, e.g. ["a", "b"]',
+    "dict_type": "must be a table: a [section] or { key = value }",
+    "model_type": "must be a table: a [section] or { key = value }",
+    "model_attributes_type": "must be a table: a [section] or { key = value }",
+    "string_pattern_mismatch": 'must start with "/"',  # the only pattern: webchat.path
+}
+
+
+def _error_message(error: ErrorDetails, data: Table) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    ctx = error.get("ctx", {})
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    if kind == "missing":
+        return f"required; add {loc[-1]} = ..." if isinstance(loc[-1], str) else "required"
+    if kind in ("int_parsing", "int_type", "int_from_float", "greater_than"):
+        if is_positive_int(loc):
+            return "must be a positive integer"
+        if kind == "greater_than":
+            return f"must be greater than {ctx.get('gt', 0):g}"
+        return "must be a whole number"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge', 0):g}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le', 0):g}"
+    if kind in ("bool_parsing", "bool_type"):
+        if loc[-1] == "enabled" and loc[0] == "adapters":
+            return 'must be true, false or "auto"'
+        return "must be true or false"
+    if kind == "string_type" and "allowed_users" in loc:
+        return "must be a user id: a string or an integer"
+    if kind == "literal_error":
+        return _literal_message(loc, str(ctx.get("expected", "")), data)
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    simple = _SIMPLE_MESSAGES.get(kind)
+    return simple if simple is not None else error["msg"][:1].lower() + error["msg"][1:]
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    known = field_names_at(loc[:-1])
+    what = "unknown adapter" if loc[:-1] == ("adapters",) else "unknown key"
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"{what}; did you mean {close[0]}?"
+    if known:
+        return f"{what}; expected one of: {', '.join(known)}"
+    return what
+
+
+def _literal_message(loc: tuple[int | str, ...], expected: str, data: Table) -> str:
+    # pydantic writes 'a', 'b' or 'c'; TOML strings are double-quoted.
+    choices = re.findall(r"'([^']*)'", expected)
+    quoted = [f'"{choice}"' for choice in choices]
+    message = "must be " + " or ".join(filter(None, [", ".join(quoted[:-1]), quoted[-1]]))
+    value = _value_at(data, loc)
+    close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+    return f'{message}; did you mean "{close[0]}"?' if close else message
+
+
+def _value_at(data: Any, loc: tuple[int | str, ...]) -> Any:
+    for part in loc:
+        inside_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not (inside_list or (isinstance(data, dict) and part in data)):
+            return None
+        data = data[part]
+    return data
+
+
+# --- pass 5: names that refer to each other ------------------------------------------
+
+
+class _References:
+    """Checks names against the tables that define them, collecting problems."""
+
+    def __init__(self, data: Table, sources: Mapping[str, str], tools: Collection[str]) -> None:
+        self.sources = sources
+        self.problems: list[Problem] = []
+        agents, providers = data.get("agents"), data.get("providers")
+        self.known: dict[str, list[str] | None] = {
+            "agent": list(agents) if isinstance(agents, dict) else None,
+            "provider": list(providers) if isinstance(providers, dict) else None,
+            "tool": list(tools),
+        }
+
+    def check(self, path: str, name: object, what: str) -> None:
+        known = self.known[what]
+        if not isinstance(name, str) or known is None or name in known:
+            return
+        variable = self.sources.get(path)
+        # A value from the environment may be anything, even a secret: never echo it.
+        close = difflib.get_close_matches(name, known, n=1) if variable is None else []
+        message = (
+            f'no {what} named "{name}"'
+            if variable is None
+            else (f"no {what} has the name given by ${{{variable}}}")
+        )
+        if close:
+            message += f'; did you mean "{close[0]}"?'
+        elif known:
+            message += "; choose one of: " + ", ".join(known)
+        else:
+            message += f"; define one first ([{what}s.NAME])"
+        self.problems.append(Problem(path=path, message=message))
+
+
+def _cross_check(data: Table, sources: Mapping[str, str], tools: Collection[str]) -> list[Problem]:
+    refs = _References(data, sources, tools)
+    refs.check("default_agent", data.get("default_agent"), "agent")
+    for name, agent in _tables(data.get("agents")):
+        where = f"agents.{_join('', name)}"
+        refs.check(f"{where}.provider", agent.get("provider"), "provider")
+        agent_tools = agent.get("tools")
+        for index, tool in enumerate(agent_tools if isinstance(agent_tools, list) else []):
+            refs.check(f"{where}.tools[{index}]", tool, "tool")
+    for name, section in _tables(data.get("adapters")):
+        refs.check(f"adapters.{_join('', name)}.agent", _text(section.get("agent")), "agent")
+    bindings = data.get("bindings")
+    for index, binding in enumerate(bindings if isinstance(bindings, list) else []):
+        if isinstance(binding, dict):
+            refs.check(f"bindings[{index}].agent", binding.get("agent"), "agent")
+            refs.problems.extend(_binding_keys(f"bindings[{index}]", binding))
+    return refs.problems
+
+
+def _binding_keys(where: str, binding: Table) -> Iterator[Problem]:
+    adapter = binding.get("adapter")
+    allowed = _BINDING_KEYS.get(adapter) if isinstance(adapter, str) else None
+    for key in ("chat", "guild", "channel", "team"):
+        if allowed is not None and key in binding and key not in allowed:
+            message = f"{adapter} bindings match on {' or '.join(allowed)}; remove {key}"
+            yield Problem(path=f"{where}.{key}", message=message)
