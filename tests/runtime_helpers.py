@@ -13,7 +13,7 @@ from runtime.history import Speaker
 from runtime.messages import UserMessage
 from runtime.run import Run
 from runtime.storage.base import Storage
-from runtime.tools import Tool, ToolRegistry, builtin_tools
+from runtime.tools import Tool, builtin_tools
 from tests.fakes.scripted_provider import ScriptedProvider
 
 T = TypeVar("T")
@@ -35,7 +35,7 @@ def make_runtime(
         provider=provider.name,
         model="m1",
         system_prompt="be brief",
-        tools=tuple(["get_time", *(t.name for t in tools)]),
+        tools=("get_time", *(t.name for t in tools)),
         **spec,  # type: ignore[arg-type]
     )
     return AgentRuntime(AgentRegistry([agent], {provider.name: provider}, registry), storage)
@@ -55,7 +55,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> N
     """Poll a condition until it holds, failing after ``timeout`` seconds."""
 
     async def spin() -> None:
-        while not condition():
+        while not condition():  # noqa: ASYNC110 (polls state that signals no event)
             await asyncio.sleep(0.002)
 
     await asyncio.wait_for(spin(), timeout)

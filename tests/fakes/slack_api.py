@@ -281,7 +281,7 @@ class FakeSlack:
 
     # `timeout=` parameters (ASYNC109) are deliberate: every wait in a test is bounded by
     # default, without each caller wrapping it in asyncio.timeout.
-    async def wait_for(self, predicate: Callable[[], _T | None], timeout: float = 5.0) -> _T:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], _T | None], timeout: float = 5.0) -> _T:
         """Return the predicate's first truthy value, re-checked after every change."""
         try:
             async with asyncio.timeout(timeout):
@@ -931,7 +931,7 @@ class FakeSlack:
         retry_attempt: int = 0,
         retry_reason: str = "",
         event_id: str | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> str:
         """Push an `events_api` envelope to the newest live connection; returns its id."""
         self.record_event(event)
@@ -952,7 +952,7 @@ class FakeSlack:
         *,
         channel: str,
         user: str,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> str:
         envelope = {
             "envelope_id": str(uuid.uuid4()),
@@ -965,7 +965,7 @@ class FakeSlack:
     def acked(self, envelope_id: str) -> bool:
         return envelope_id in self.acks
 
-    async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> Json:  # noqa: ASYNC109
+    async def wait_for_ack(self, envelope_id: str, timeout: float = 5.0) -> Json:
         """The app's ack message (`{"envelope_id": ..., "payload"?: ...}`)."""
         return await self.wait_for(lambda: self.acks.get(envelope_id), timeout)
 
