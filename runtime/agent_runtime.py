@@ -149,15 +149,20 @@ class AgentRuntime:
             done = Done(reason="error", error="The agent failed unexpectedly.")
         run.phase = "finishing"
         external_cancel = task is not None and task.cancelling() > int(run.cancel_requested)
-        conv.record_event(
-            EventRecord(
-                kind="run",
-                data_json=json.dumps(
-                    {"run_id": run.id, "stop_reason": done.stop_reason, "started": run.started_at}
-                ),
-                at=time.time(),
+        if not conv.is_tmp:
+            conv.record_event(
+                EventRecord(
+                    kind="run",
+                    data_json=json.dumps(
+                        {
+                            "run_id": run.id,
+                            "stop_reason": done.stop_reason,
+                            "started": run.started_at,
+                        }
+                    ),
+                    at=time.time(),
+                )
             )
-        )
         await self._persist(conv)
         run.emit(done)
         run.phase = "finished"

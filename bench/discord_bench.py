@@ -1,0 +1,173 @@
+"""Discord benchmark (issue 5). Run: .venv/bin/python -m bench.discord_bench [dms] [threads] [429s]
+
+A real Gateway with the Discord adapter (discord.py) against the fake Discord and the
+offline echo model: 100 people write a DM and 20 mention the bot in a guild channel (each
+mention opens a thread), all at once, each message 40 words echoed back at 50 ms a word
+(about 2 s of streaming per reply) with Discord's default edit interval of 1 s. Prints:
+replies delivered in full, median and p95 time from the message reaching the fake to the
+reply's first visible message there, edits per reply, 429s seen by the gateway and
+answered by the fake, and the wall time. The optional third argument makes the fake answer
+that many message sends and edits with a 429 (retry after 50 ms, as Discord does under
+load), which discord.py waits out and retries itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from adapters.discord import DiscordAdapter, settings_from
+from gateway.app import Gateway
+from gateway.config_loader import load_config
+from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeUser
+from tests.runtime_helpers import wait_for
+
+TOKEN = "bench-token"
+WORDS = 40
+WORD_DELAY = 0.05
+TIMEOUT = 120.0
+
+
+def config_text(tmp: Path, fake: FakeDiscord) -> str:
+    return f"""
+default_agent = "bot"
+shutdown_grace = 5
+[server]
+port = 0
+[storage]
+path = "{tmp / "bench.db"}"
+[providers.echo]
+kind = "echo"
+word_delay = {WORD_DELAY}
+[agents.bot]
+provider = "echo"
+model = "echo"
+[adapters.discord]
+token = "{TOKEN}"
+api_base = "{fake.api_base}"
+gateway_url = "{fake.gateway_url}"
+access = "open"
+"""
+
+
+def text_for(who: str) -> str:
+    return " ".join(f"{who}-word{i}" for i in range(WORDS))
+
+
+class Watch:
+    """Re-checked by the fake after every change: when each awaited reply first showed up,
+    and whether it is complete."""
+
+    def __init__(self, fake: FakeDiscord) -> None:
+        self.fake = fake
+        self.sent_at: dict[int, float] = {}  # channel -> when the user's message was posted
+        self.expected: dict[int, str] = {}  # channel -> the full echo
+        self.first_seen: dict[int, float] = {}
+        self.done: set[int] = set()
+
+    def replies(self, channel_id: int) -> list[str]:
+        channel = self.fake.channels.get(channel_id)
+        if channel is None:
+            return []
+        messages = (self.fake.messages[i] for i in channel.message_ids)
+        return [m.content for m in messages if m.author.id == self.fake.bot.id]
+
+    def check(self) -> bool:
+        now = time.monotonic()
+        for channel_id, expected in self.expected.items():
+            if channel_id in self.done:
+                continue
+            replies = self.replies(channel_id)
+            if replies and channel_id not in self.first_seen:
+                self.first_seen[channel_id] = now
+            if replies == [expected]:
+                self.done.add(channel_id)
+        return len(self.done) == len(self.expected)
+
+
+async def run(dm_count: int, thread_count: int, rate_limited: int) -> None:
+    fake = FakeDiscord(token=TOKEN)
+    people = [fake.add_user(f"user{i}") for i in range(dm_count + thread_count)]
+    guild = fake.add_guild("Bench", members=people[dm_count:])
+    general = fake.channels[guild.channel_ids[0]]
+    dms = [fake.open_dm(person) for person in people[:dm_count]]
+    await fake.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "gateway.toml"
+        path.write_text(config_text(Path(tmp), fake))
+        config = load_config(path, {})
+        section = config.adapters.discord
+        fast = settings_from(section, identify_delay=0.0, guild_ready_timeout=0.05)
+        gateway = Gateway(config, adapters={"discord": DiscordAdapter(fast)})
+        await gateway.start()
+        if rate_limited:
+            for method in ("POST", "PATCH"):
+                pattern = r"/channels/\d+/messages(/\d+)?"
+                fake.fail_next(method, pattern, 429, retry_after=0.05, times=rate_limited // 2)
+        try:
+            await measure(fake, gateway, dms, general.id, people, dm_count)
+        finally:
+            await gateway.stop()
+            await fake.stop()
+
+
+async def measure(
+    fake: FakeDiscord,
+    gateway: Gateway,
+    dms: list[FakeChannel],
+    general_id: int,
+    people: list[FakeUser],
+    dm_count: int,
+) -> None:
+    assert gateway.pipeline is not None
+    adapter = gateway.pipeline.adapters["discord"]
+    await wait_for(lambda: adapter.state == "connected")  # polled: the fake cannot see it
+    watch = Watch(fake)
+    started = time.monotonic()
+    for dm, person in zip(dms, people[:dm_count], strict=True):
+        text = text_for(person.username)
+        watch.sent_at[dm.id], watch.expected[dm.id] = time.monotonic(), text
+        await fake.user_sends(dm.id, person, text)
+    for person in people[dm_count:]:
+        text = text_for(person.username)
+        sent = time.monotonic()
+        payload = await fake.user_sends(general_id, person, text, mentions_bot=True)
+        thread_id = int(payload["id"])  # a thread from a message takes the message's id
+        watch.sent_at[thread_id], watch.expected[thread_id] = sent, text
+    await fake.wait_for(watch.check, timeout=TIMEOUT)
+    wall = time.monotonic() - started
+    report(fake, gateway, watch, wall)
+
+
+def report(fake: FakeDiscord, gateway: Gateway, watch: Watch, wall: float) -> None:
+    firsts = sorted(watch.first_seen[c] - watch.sent_at[c] for c in watch.expected)
+    edits = [c for c in fake.calls_to("PATCH", r"/channels/\d+/messages/\d+") if c.status == 200]
+    fake_429 = sum(1 for call in fake.calls if call.status == 429)
+    replies = len(watch.expected)
+    metrics = gateway.metrics
+    p95 = firsts[min(len(firsts) - 1, int(len(firsts) * 0.95))]
+    print(f"conversations: {replies} ({len(watch.done)} replies delivered in full)")
+    print(
+        f"time to first visible message: median {statistics.median(firsts) * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms, max {firsts[-1] * 1000:.0f} ms"
+    )
+    inside = sorted(metrics.first_visible.samples)
+    print(
+        f"  of which inside the gateway (pipeline received -> sent): median "
+        f"{statistics.median(inside) * 1000:.0f} ms, max {inside[-1] * 1000:.0f} ms"
+    )
+    print(f"edits per reply: {len(edits) / replies:.2f} (total {len(edits)})")
+    print(f"sends: {metrics.sends.value('discord'):g}, thread renames: {len(fake.renames)}")
+    print(f"429s: gateway {metrics.rate_limited.value('discord'):g}, fake answered {fake_429}")
+    print(f"wall time until every reply was complete: {wall:.2f} s")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)  # discord.py warns on every 429 it waits out
+    args = [int(a) for a in sys.argv[1:4]]
+    asyncio.run(run(*(args + [100, 20, 0][len(args) :])))
