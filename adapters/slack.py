@@ -1,0 +1,449 @@
+"""The Slack adapter: slack-bolt (async) in Socket Mode or HTTP mode, slack-sdk for calls.
+
+How the pieces interact. ``run`` checks the bot token with ``auth.test`` (team, bot user
+and bot ids), then serves: in Socket Mode a ``SocketSession`` (``slack_socket``) holds
+the websocket and reports the state ("connected" on ``hello``, "reconnecting" while the
+client reconnects); in HTTP mode ``POST /slack/events`` on the gateway's server feeds
+the same bolt ``AsyncApp``, which verifies the signing secret and answers
+``url_verification``. The app's listeners only check and hand off: a redelivered
+``event_id`` is dropped, anything else becomes a task owned here, so Slack has its ack
+at once whatever the gateway does next. A task turns the event into an
+``InboundMessage`` (pure conversion in ``slack_inbound``; files, speaker names and
+thread ownership fetched by ``slack_lookup``) and hands it to the sink. Replies come
+back through send / edit / typing / react / rename and native chat streams; every Web
+API failure is converted to the gateway's errors in ``slack_outbound``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.say.async_say import AsyncSay
+from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import (
+    AsyncSetSuggestedPrompts,
+)
+from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.base import (
+    AdapterState,
+    ChatTarget,
+    InboundMessage,
+    InboundSink,
+    Markup,
+    NativeStream,
+    SentMessage,
+)
+from adapters.errors import ConnectionLost, CredentialsRejected, DeliveryError
+from adapters.slack_inbound import (
+    PLATFORM,
+    BotIdentity,
+    command_message,
+    parse_message,
+    thread_key,
+    to_inbound,
+)
+from adapters.slack_lookup import Recent, ThreadOwnership, UserNames, fetch_files
+from adapters.slack_outbound import (
+    CREDENTIAL_ERRORS,
+    ShortRateLimitRetry,
+    SlackCallFailed,
+    SlackNotAllowed,
+    SlackStream,
+    api,
+)
+from adapters.slack_socket import SocketSession
+from runtime.agent_runtime import AgentRuntime
+from runtime.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://slack.com/api/"
+DEFAULT_GREETING = "Hi! How can I help?"
+THINKING = "is thinking..."
+# Slack refuses text over 40000 characters; mrkdwn escaping grows text, so keep a margin.
+SLACK_LIMIT = 39_000
+API_TIMEOUT = 30.0
+RATE_LIMIT_RETRIES = 1  # in-client retries of a short 429 before the budget sees it
+_EMOJI_NAMES = {"\N{EYES}": "eyes", "\N{WHITE HEAVY CHECK MARK}": "white_check_mark"}
+
+BOT_TOKEN_FIX = (
+    "Slack refused the bot token ({code}): set SLACK_BOT_TOKEN (adapters.slack.bot_token) "
+    "to the app's Bot User OAuth Token (xoxb-...) from OAuth & Permissions."
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlackSettings:
+    bot_token: str
+    app_token: str = ""
+    signing_secret: str = ""
+    api_url: str = DEFAULT_API_URL
+    mode: Literal["socket", "http"] = "socket"
+    greeting: str = DEFAULT_GREETING
+    suggested_prompts: tuple[tuple[str, str], ...] = ()  # (title, message)
+    slash_command: str = "/agent"
+    respond: Literal["mention", "all"] = "mention"
+
+
+def _secret(value: Any) -> str:
+    return "" if value is None else str(value.get_secret_value())
+
+
+def from_config(section: Any, runtime: AgentRuntime) -> SlackAdapter:
+    settings = SlackSettings(
+        bot_token=_secret(section.bot_token),
+        app_token=_secret(section.app_token),
+        signing_secret=_secret(section.signing_secret),
+        api_url=section.api_url,
+        mode=section.mode,
+        greeting=section.greeting or DEFAULT_GREETING,
+        suggested_prompts=tuple((p.title, p.message) for p in section.suggested_prompts),
+        slash_command=section.slash_command,
+        respond=section.respond,
+    )
+    return SlackAdapter(settings, storage=runtime.storage)
+
+
+class SlackAdapter:
+    name: str = PLATFORM
+    limit: int = SLACK_LIMIT
+    markup: Markup = "slack_mrkdwn"
+
+    def __init__(self, settings: SlackSettings, *, storage: Storage | None = None) -> None:
+        self.settings = settings
+        self._storage = storage
+        api_url = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
+        self.client = _web_client(api_url, settings.bot_token)
+        self.identity: BotIdentity | None = None
+        self._sink: InboundSink | None = None
+        self._state: AdapterState = "stopped"
+        self._detail = ""
+        self.state_history: deque[AdapterState] = deque(maxlen=32)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._events = Recent()
+        self._messages = Recent()
+        self._threads = ThreadOwnership(storage)
+        self._names = UserNames(self.client)
+        # Assistant threads with a run going: True while "is thinking..." shows, False
+        # once a reply appeared (Slack clears the status then).
+        self._status: dict[str, bool] = {}
+        self._streams_ok: bool | None = None  # None until the first stream says
+        self.app = self._build_app()
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> AdapterState:
+        return self._state
+
+    @property
+    def state_detail(self) -> str:
+        return self._detail
+
+    def _set_state(self, state: AdapterState, detail: str = "") -> None:
+        self._detail = detail
+        if state != self._state:
+            log.info("slack adapter %s%s", state, f" ({detail})" if detail else "")
+            self._state = state
+            self.state_history.append(state)
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, sink: InboundSink) -> None:
+        self._set_state("starting")
+        # One connection pool while running; when it is closed the clients fall back to
+        # a session per call, so a reply still in flight during a reconnect lands.
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT))
+        self.client.session = self.app.client.session = http
+        try:
+            self.identity = await self._authenticate()
+            self._sink = sink
+            await self._serve()
+        finally:
+            self._sink = None
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await http.close()
+            self._set_state("stopped")
+
+    async def _serve(self) -> None:
+        if self.settings.mode == "socket":
+            socket = SocketSession(self.app, self.client, self.settings.app_token, self._set_state)
+            await socket.serve()
+            return
+        if not self.settings.signing_secret:
+            raise CredentialsRejected(
+                "adapters.slack.signing_secret is empty: HTTP mode needs the app's "
+                "Signing Secret (SLACK_SIGNING_SECRET)."
+            )
+        self._set_state("connected", "http")
+        await asyncio.Event().wait()
+
+    async def _authenticate(self) -> BotIdentity:
+        if not self.settings.bot_token:
+            raise CredentialsRejected(BOT_TOKEN_FIX.format(code="empty"))
+        try:
+            auth = await api(self.client.auth_test())
+        except SlackNotAllowed as exc:
+            if exc.code in CREDENTIAL_ERRORS:
+                raise CredentialsRejected(BOT_TOKEN_FIX.format(code=exc.code)) from exc
+            raise
+        identity = BotIdentity(
+            team_id=str(auth.get("team_id") or ""),
+            user_id=str(auth.get("user_id") or ""),
+            bot_id=str(auth.get("bot_id") or ""),
+            name=str(auth.get("user") or ""),
+        )
+        log.info("slack: signed in as %s in team %s", identity.user_id, identity.team_id)
+        return identity
+
+    def web_routes(self) -> Sequence[web.RouteDef]:
+        if self.settings.mode != "http":
+            return []
+        return [web.post("/slack/events", self._handle_http)]
+
+    async def _handle_http(self, request: web.Request) -> web.Response:
+        if self._sink is None:
+            return web.Response(status=503, text="The Slack adapter is not running.")
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    # -- bolt listeners: check, then hand off to a task we own ---------------------------
+
+    def _build_app(self) -> AsyncApp:
+        http = self.settings.mode == "http"
+        # bolt's own client carries no token: ``authorize`` hands it ours per request,
+        # from the auth.test that run() made (bolt would otherwise call it again).
+        app = AsyncApp(
+            client=_web_client(self.client.base_url, None),
+            authorize=self._authorizer(),
+            name="agent-gateway",
+            signing_secret=self.settings.signing_secret if http else "",
+            request_verification_enabled=http,
+        )
+        assistant = AsyncAssistant()
+        assistant.thread_started(self._on_thread_started)
+        app.use(assistant)
+        app.event("app_mention")(self._on_message_event)
+        app.event("message")(self._on_message_event)
+        app.command(self.settings.slash_command)(self._on_command)
+        # bolt acks only events some listener handles; the rest would be redelivered.
+        app.event(re.compile(".*"))(self._on_other_event)
+        return app
+
+    def _authorizer(self) -> Callable[[], Awaitable[AuthorizeResult]]:
+        # A plain function: bolt passes arguments by parameter name and would take a
+        # bound method's ``self`` for one of its own.
+        async def authorize() -> AuthorizeResult:
+            identity = self.identity
+            if identity is None:
+                raise ConnectionLost("an event arrived before the Slack adapter signed in")
+            return AuthorizeResult(
+                enterprise_id=None,
+                team_id=identity.team_id,
+                bot_user_id=identity.user_id,
+                bot_id=identity.bot_id,
+                bot_token=self.settings.bot_token,
+            )
+
+        return authorize
+
+    def _first_delivery(self, body: dict[str, Any], request: AsyncBoltRequest) -> bool:
+        event_id = str(body.get("event_id") or "")
+        if not event_id or self._events.add(event_id):
+            return True
+        retry = request.headers.get("x-slack-retry-num") or ["?"]
+        log.info("dropped a redelivered Slack event %s (retry %s)", event_id, retry[0])
+        return False
+
+    async def _on_message_event(
+        self, body: dict[str, Any], event: dict[str, Any], request: AsyncBoltRequest
+    ) -> None:
+        if self._first_delivery(body, request):
+            self._spawn(self._handle_message(event), "slack-message")
+
+    async def _on_other_event(self, event: dict[str, Any]) -> None:
+        log.debug("ignored a Slack %s event", event.get("type"))
+
+    async def _on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
+        await ack()
+        if self.identity is not None:
+            self._spawn(self._deliver(command_message(command, self.identity)), "slack-command")
+
+    async def _on_thread_started(
+        self,
+        body: dict[str, Any],
+        request: AsyncBoltRequest,
+        say: AsyncSay,
+        set_suggested_prompts: AsyncSetSuggestedPrompts,
+    ) -> None:
+        if self._first_delivery(body, request):
+            self._spawn(self._greet(say, set_suggested_prompts), "slack-greeting")
+
+    async def _greet(self, say: AsyncSay, set_prompts: AsyncSetSuggestedPrompts) -> None:
+        try:
+            await api(say(text=self.settings.greeting))
+            if self.settings.suggested_prompts:
+                prompts = [{"title": t, "message": m} for t, m in self.settings.suggested_prompts]
+                await api(set_prompts(prompts=prompts))
+        except DeliveryError as exc:
+            log.warning("could not greet in a new Slack assistant thread: %s", exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(self._guarded(work), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("handling a Slack event failed")
+
+    # -- inbound -------------------------------------------------------------------------
+
+    async def _handle_message(self, event: dict[str, Any]) -> None:
+        identity = self.identity
+        parsed = parse_message(event, identity) if identity is not None else None
+        if identity is None or parsed is None:
+            return
+        # app_mention and message.channels both deliver a mention: take the first.
+        if not self._messages.add(parsed.message_id):
+            return
+        key = thread_key(parsed.channel, parsed.root_ts)
+        owned = parsed.in_channel_thread and not parsed.mentioned and await self._threads.owns(key)
+        worth = not parsed.from_bot and (
+            parsed.kind == "im" or parsed.mentioned or owned or self.settings.respond == "all"
+        )
+        # In a DM the speaker is always the same person: no name lookup needed.
+        name = await self._names.get(parsed.user) if worth and parsed.kind != "im" else ""
+        images, notes = (
+            await fetch_files(parsed.files, self.settings.bot_token) if worth else ((), ())
+        )
+        message = to_inbound(
+            parsed, identity, owned=owned, user_name=name, images=images, notes=notes
+        )
+        if message is None:
+            log.debug("dropped a command addressed to another bot")
+            return
+        if message.addressed and not message.from_bot and parsed.kind != "im":
+            await self._threads.claim(key, message.scope)
+        await self._deliver(message)
+
+    async def _deliver(self, message: InboundMessage) -> None:
+        sink = self._sink
+        if sink is None:
+            log.warning("dropped Slack message %s: the adapter is not running", message.message_id)
+            return
+        await sink.handle(message)
+
+    # -- outbound ------------------------------------------------------------------------
+
+    async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
+        response = await api(
+            self.client.chat_postMessage(
+                channel=target.chat_id, text=text, thread_ts=target.thread_id, mrkdwn=markup
+            )
+        )
+        self._note_reply(target)
+        return SentMessage(target=target, message_id=str(response["ts"]))
+
+    async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
+        await api(
+            self.client.chat_update(
+                channel=message.target.chat_id, ts=message.message_id, text=text
+            )
+        )
+
+    async def typing(self, target: ChatTarget, active: bool) -> None:
+        """Assistant threads show a status under the thread; other places have no
+        indicator a bot can set. Slack clears the status when a reply appears, so it is
+        not set again until the run ends."""
+        key = _assistant_thread(target)
+        if key is None or target.thread_id is None:
+            return
+        if active:
+            if self._status.get(key) is False:
+                return
+            self._status[key] = True
+        else:
+            self._status.pop(key, None)
+        await api(
+            self.client.assistant_threads_setStatus(
+                channel_id=target.chat_id,
+                thread_ts=target.thread_id,
+                status=THINKING if active else "",
+            )
+        )
+
+    async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
+        channel, _, rest = message_id.partition(":")
+        if channel == "command" or not rest:
+            return  # a slash command has no message to react to
+        name = _EMOJI_NAMES.get(emoji, emoji.strip(":"))
+        try:
+            await api(
+                self.client.reactions_add(channel=channel, timestamp=rest.split(":")[0], name=name)
+            )
+        except SlackCallFailed as exc:
+            if exc.code != "already_reacted":
+                raise
+
+    async def rename(self, target: ChatTarget, title: str) -> None:
+        if _assistant_thread(target) is None or target.thread_id is None:
+            return  # channel threads have no title to set
+        await api(
+            self.client.assistant_threads_setTitle(
+                channel_id=target.chat_id, thread_ts=target.thread_id, title=title
+            )
+        )
+
+    def native_stream(self, target: ChatTarget) -> NativeStream | None:
+        if self._streams_ok is False or target.thread_id is None:
+            return None
+
+        def on_result(ok: bool) -> None:
+            self._streams_ok = ok
+            if ok:
+                self._note_reply(target)
+
+        return SlackStream(self.client, target, limit=self.limit, on_result=on_result)
+
+    def _note_reply(self, target: ChatTarget) -> None:
+        key = _assistant_thread(target)
+        if key is not None and key in self._status:
+            self._status[key] = False
+
+
+def _web_client(api_url: str, token: str | None) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token,
+        base_url=api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            ShortRateLimitRetry(max_retry_count=RATE_LIMIT_RETRIES),
+        ],
+    )
+
+
+def _assistant_thread(target: ChatTarget) -> str | None:
+    if target.extra.get("assistant") != "1" or target.thread_id is None:
+        return None
+    return thread_key(target.chat_id, target.thread_id)
