@@ -188,6 +188,10 @@ class ReplyRenderer:
         failures = final_failures = 0
         while True:
             await self._dirty.wait()
+            if not self._done and self._first_shown():
+                # Pace first, build the text after: the edit carries everything that
+                # arrived meanwhile instead of a stale copy followed by a catch-up edit.
+                await self._budget.edit_ready(self._key)
             self._dirty.clear()
             final = self._done
             try:
@@ -268,6 +272,9 @@ class ReplyRenderer:
             self._markup = False
             with contextlib.suppress(MessageNotModified):
                 await self._adapter.edit(message, self._render(chunk), markup=False)
+
+    def _first_shown(self) -> bool:
+        return bool(self._sent) or self.first_visible_at is not None
 
     def _mark_visible(self) -> None:
         if self.first_visible_at is None:
