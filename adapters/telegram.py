@@ -1,0 +1,499 @@
+"""The Telegram adapter (python-telegram-bot's ``Bot``, no ``Application``).
+
+How the pieces interact. ``run`` checks the token with getMe, publishes the command menu,
+then either long-polls (its own getUpdates loop: a batch is handed to the sink, one lane
+per chat so a chat's messages stay in order, and only then is the offset confirmed by the
+next poll) or, in webhook mode, waits while ``web_routes``' POST /telegram/webhook feeds
+the same dispatch. ``telegram_inbound`` turns each update into an ``InboundMessage``;
+images are downloaded here before the hand-over. The gateway answers through send / edit
+/ typing / react / rename; private chats stream through ``DraftStream`` (sendMessageDraft)
+when the server has it. Library exceptions become ``adapters.errors`` in
+``_delivery_errors`` only.
+"""
+
+from __future__ import annotations
+
+import os
+
+# PTB 22 warns when reading RetryAfter.retry_after as a number; opt in to timedeltas
+# before the library is imported so no warning is ever raised.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+import asyncio
+import base64
+import dataclasses
+import datetime as dtm
+import hmac
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from aiohttp import web
+from telegram import Bot, BotCommand, ReactionTypeEmoji, ReplyParameters, Update
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.request import HTTPXRequest
+
+from adapters.base import (
+    AdapterState,
+    ChatTarget,
+    InboundMessage,
+    InboundSink,
+    Markup,
+    NativeStream,
+    SentMessage,
+)
+from adapters.errors import (
+    CredentialsRejected,
+    DeliveryError,
+    MarkupRejected,
+    MessageNotModified,
+    MessageTooLong,
+    NotAllowed,
+    RateLimited,
+)
+from adapters.telegram_inbound import (
+    BOT_COMMANDS,
+    PLATFORM,
+    BotIdentity,
+    Converted,
+    convert_update,
+    human_size,
+    platform_message_id,
+)
+from runtime.history import Image
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT: Final = 4096
+MAX_TOPIC_NAME: Final = 128
+WEBHOOK_PATH: Final = "/telegram/webhook"
+SECRET_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES: Final = ("message", "edited_message")
+# Telegram takes about 30 messages a second per bot, so more connections only buy
+# handshakes: a burst of replies queues for a connection (up to POOL_WAIT seconds)
+# instead of opening hundreds at once.
+POOL_SIZE: Final = 16
+POOL_WAIT: Final = 30.0
+TOKEN_FIX: Final = (
+    "Telegram refused the bot token: set TELEGRAM_BOT_TOKEN (adapters.telegram.token) to "
+    "the token @BotFather gave you (and check adapters.telegram.base_url if you changed it)"
+)
+_REFUSALS: Final = (
+    ("can't parse entities", MarkupRejected),
+    ("message is not modified", MessageNotModified),
+    ("topic_not_modified", MessageNotModified),
+    ("message is too long", MessageTooLong),
+    ("text is too long", MessageTooLong),
+    ("not enough rights", NotAllowed),
+    ("chat_admin_required", NotAllowed),
+    ("reaction_invalid", NotAllowed),
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TelegramSettings:
+    token: str
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_secret: str = ""
+    webhook_url: str | None = None  # setWebhook is called only when this is set
+    respond_all: bool = False  # groups: answer unaddressed messages (download their media)
+    poll_timeout: int = 30  # seconds a getUpdates long poll is held open
+    retry_base: float = 1.0  # first backoff delay after a network error
+    retry_max: float = 30.0
+    max_download: int = 10 * 1024 * 1024  # larger images become a note
+
+
+def retry_seconds(value: float | dtm.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
+
+
+def _refusal(exc: BadRequest) -> DeliveryError:
+    text = exc.message.lower()
+    for needle, kind in _REFUSALS:
+        if needle in text:
+            return kind(exc.message)
+    return DeliveryError(exc.message)
+
+
+@contextmanager
+def _delivery_errors() -> Iterator[None]:
+    """The one place PTB's exceptions become ``adapters.errors``."""
+    try:
+        yield
+    except RetryAfter as exc:
+        raise RateLimited(retry_seconds(exc.retry_after)) from exc
+    except BadRequest as exc:
+        raise _refusal(exc) from exc
+    except Forbidden as exc:
+        raise NotAllowed(exc.message) from exc
+    except TelegramError as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc.message}") from exc
+
+
+def _thread(target: ChatTarget) -> int | None:
+    return None if target.thread_id is None else int(target.thread_id)
+
+
+class TelegramAdapter:
+    name = PLATFORM
+    limit = MAX_TEXT
+    markup: Markup = "telegram_html"
+
+    def __init__(self, settings: TelegramSettings) -> None:
+        if not settings.token:
+            raise CredentialsRejected(TOKEN_FIX)
+        self.settings = settings
+        self.bot = Bot(
+            settings.token,
+            base_url=settings.base_url,
+            base_file_url=settings.base_file_url,
+            request=HTTPXRequest(connection_pool_size=POOL_SIZE, pool_timeout=POOL_WAIT),
+        )
+        self._state: AdapterState = "stopped"
+        self._detail = ""
+        self._sink: InboundSink | None = None
+        self.me: BotIdentity | None = None
+        self.drafts_supported = True
+        self._draft_ids = itertools.count(1)
+        self._rename_refused: set[str] = set()
+
+    @property
+    def state(self) -> AdapterState:
+        return self._state
+
+    @property
+    def state_detail(self) -> str:
+        return self._detail
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, sink: InboundSink) -> None:
+        self._state = "starting"
+        try:
+            self.me = await self._connect()
+            self._sink = sink
+            await self._announce_commands()
+            if self.settings.mode == "webhook":
+                await self._serve_webhook()
+            else:
+                await self._poll()
+        finally:
+            self._sink = None
+            self._state = "stopped"
+            await self.bot.shutdown()
+
+    async def _connect(self) -> BotIdentity:
+        for attempt in itertools.count(1):
+            try:
+                await self.bot.initialize()
+            except InvalidToken:
+                # from None: the library's message repeats the token.
+                raise CredentialsRejected(TOKEN_FIX) from None
+            except TelegramError as exc:
+                await self._backoff("getMe", attempt, exc)
+                continue
+            user = self.bot.bot
+            return BotIdentity(
+                id=user.id,
+                username=user.username or "",
+                has_topics_enabled=bool(user.has_topics_enabled),
+            )
+        raise AssertionError("unreachable")
+
+    async def _backoff(
+        self, method: str, attempt: int, exc: Exception, *, at_least: float = 0.0
+    ) -> None:
+        delay = min(self.settings.retry_max, self.settings.retry_base * 2 ** (attempt - 1))
+        delay = max(delay, at_least)
+        self._state = "reconnecting"
+        self._detail = f"{method} failed: {type(exc).__name__}"
+        log.warning(
+            "telegram %s failed (%s: %s); retrying in %.2fs (attempt %d)",
+            method,
+            type(exc).__name__,
+            exc,
+            delay,
+            attempt,
+        )
+        await asyncio.sleep(delay)
+
+    def _connected(self) -> None:
+        if self._state != "connected":
+            log.info("telegram connected as @%s", self.me.username if self.me else "?")
+        self._state = "connected"
+        self._detail = ""
+
+    async def _announce_commands(self) -> None:
+        commands = [BotCommand(name, text) for name, text in BOT_COMMANDS.items()]
+        try:
+            await self.bot.set_my_commands(commands)
+        except TelegramError as exc:  # a missing menu is cosmetic: go on serving
+            log.warning("telegram setMyCommands failed: %s", exc)
+
+    # -- polling -------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        try:
+            await self.bot.delete_webhook()  # getUpdates answers 409 while a webhook is set
+        except TelegramError as exc:
+            log.warning("telegram deleteWebhook failed: %s", exc)
+        offset: int | None = None
+        attempt = 0
+        while True:
+            # A short first poll tells at once whether polling works (readiness).
+            timeout = self.settings.poll_timeout if self._state == "connected" else 0
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset,
+                    timeout=dtm.timedelta(seconds=timeout),
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+            except InvalidToken:
+                raise CredentialsRejected(TOKEN_FIX) from None
+            except TelegramError as exc:
+                attempt += 1
+                wait = retry_seconds(exc.retry_after) if isinstance(exc, RetryAfter) else 0.0
+                await self._backoff("getUpdates", attempt, exc, at_least=wait)
+                continue
+            attempt = 0
+            self._connected()
+            if updates:
+                await self._dispatch_batch(updates)
+                offset = updates[-1].update_id + 1
+
+    async def _dispatch_batch(self, updates: Sequence[Update]) -> None:
+        """One lane per chat: order is kept within a chat, chats do not wait on each other."""
+        lanes: dict[int, list[Update]] = {}
+        for update in updates:
+            chat = update.effective_chat
+            lanes.setdefault(chat.id if chat else 0, []).append(update)
+        if len(lanes) == 1:
+            await self._dispatch_lane(updates)
+            return
+        async with asyncio.TaskGroup() as group:
+            for lane in lanes.values():
+                group.create_task(self._dispatch_lane(lane))
+
+    async def _dispatch_lane(self, updates: Sequence[Update]) -> None:
+        for update in updates:
+            await self.dispatch(update)
+
+    async def dispatch(self, update: Update) -> None:
+        """Convert one update and hand it to the sink; never raises (one bad update must
+        not stop the others)."""
+        me, sink = self.me, self._sink
+        if me is None or sink is None:
+            return
+        try:
+            converted = convert_update(update, me)
+            if converted is not None:
+                await sink.handle(await self._with_media(converted))
+        except Exception:
+            log.exception("telegram update %s could not be handled", update.update_id)
+
+    async def _with_media(self, converted: Converted) -> InboundMessage:
+        message = converted.message
+        wanted = message.is_direct or message.addressed or self.settings.respond_all
+        if not converted.downloads or not wanted:
+            return message
+        images: list[Image] = []
+        notes = list(message.attachment_notes)
+        for item in converted.downloads:
+            if item.size is not None and item.size > self.settings.max_download:
+                notes.append(
+                    f"{item.label} ({item.media_type}, {human_size(item.size)}, too large)"
+                )
+                continue
+            try:
+                file = await self.bot.get_file(item.file_id)
+                data = await file.download_as_bytearray()
+            except TelegramError as exc:
+                log.warning("telegram download of a %s failed: %s", item.media_type, exc)
+                notes.append(f"{item.label} ({item.media_type}, could not be downloaded)")
+                continue
+            encoded = base64.b64encode(bytes(data)).decode("ascii")
+            images.append(Image(media_type=item.media_type, data_base64=encoded))
+        return dataclasses.replace(message, images=tuple(images), attachment_notes=tuple(notes))
+
+    # -- webhook -------------------------------------------------------------------------
+
+    async def _serve_webhook(self) -> None:
+        url = self.settings.webhook_url
+        if url:
+            with _delivery_errors():
+                await self.bot.set_webhook(
+                    url, secret_token=self.settings.webhook_secret, allowed_updates=ALLOWED_UPDATES
+                )
+        self._connected()
+        await asyncio.get_running_loop().create_future()  # until cancelled
+
+    def web_routes(self) -> Sequence[web.RouteDef]:
+        if self.settings.mode != "webhook":
+            return []
+        return [web.post(WEBHOOK_PATH, self._on_webhook)]
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        expected = self.settings.webhook_secret.encode()
+        if not expected or not hmac.compare_digest(given, expected):
+            log.warning("telegram webhook call refused: wrong or missing secret token")
+            return web.Response(status=403, text="forbidden")
+        if self._sink is None:
+            return web.Response(status=503, text="not ready")  # Telegram retries later
+        try:
+            data = await request.json()
+            update = Update.de_json(data, self.bot) if isinstance(data, dict) else None
+        except (ValueError, TypeError, KeyError):
+            update = None
+        if update is None:
+            return web.Response(status=400, text="not an update")
+        await self.dispatch(update)
+        return web.Response(text="ok")
+
+    # -- outbound ------------------------------------------------------------------------
+
+    async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
+        reply = None
+        if target.reply_to is not None:
+            reply = ReplyParameters(int(target.reply_to), allow_sending_without_reply=True)
+        with _delivery_errors():
+            sent = await self.bot.send_message(
+                chat_id=int(target.chat_id),
+                text=text,
+                parse_mode=ParseMode.HTML if markup else None,
+                message_thread_id=_thread(target),
+                reply_parameters=reply,
+            )
+        return SentMessage(target=target, message_id=str(sent.message_id))
+
+    async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
+        with _delivery_errors():
+            await self.bot.edit_message_text(
+                text,
+                chat_id=int(message.target.chat_id),
+                message_id=int(message.message_id),
+                parse_mode=ParseMode.HTML if markup else None,
+            )
+
+    async def draft(self, target: ChatTarget, draft_id: int, text: str) -> bool:
+        """Show ``text`` as the chat's draft; False when the server has no drafts."""
+        try:
+            with _delivery_errors():
+                await self.bot.send_message_draft(
+                    int(target.chat_id), draft_id, text, message_thread_id=_thread(target)
+                )
+        except DeliveryError as exc:
+            # A server without sendMessageDraft answers 404, which PTB reports as a token
+            # problem; the token already passed getMe, so it means "no drafts here".
+            if isinstance(exc.__cause__, InvalidToken):
+                log.info("telegram server has no sendMessageDraft; streaming by edits")
+                self.drafts_supported = False
+                return False
+            raise
+        return True
+
+    async def typing(self, target: ChatTarget, active: bool) -> None:
+        if not active:
+            return  # Telegram clears the indicator itself when the reply lands
+        with _delivery_errors():
+            await self.bot.send_chat_action(
+                int(target.chat_id), ChatAction.TYPING, message_thread_id=_thread(target)
+            )
+
+    async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
+        with _delivery_errors():
+            try:
+                await self.bot.set_message_reaction(
+                    int(target.chat_id),
+                    platform_message_id(message_id),
+                    reaction=[ReactionTypeEmoji(emoji)],
+                )
+            except BadRequest as exc:
+                raise NotAllowed(f"reaction refused: {exc.message}") from exc
+
+    async def rename(self, target: ChatTarget, title: str) -> None:
+        """Name the forum or private topic; other chats have no name of ours to set."""
+        name = title.strip()[:MAX_TOPIC_NAME]
+        if target.thread_id is None or not name:
+            return
+        try:
+            with _delivery_errors():
+                await self.bot.edit_forum_topic(
+                    int(target.chat_id), int(target.thread_id), name=name
+                )
+        except MessageNotModified:
+            return
+        except NotAllowed as exc:
+            if target.chat_id not in self._rename_refused:
+                self._rename_refused.add(target.chat_id)
+                log.warning(
+                    "telegram cannot rename topics in chat %s (%s): give the bot the "
+                    "'Manage topics' admin right",
+                    target.chat_id,
+                    exc,
+                )
+            raise
+
+    def native_stream(self, target: ChatTarget) -> NativeStream | None:
+        if not self.drafts_supported or target.extra.get("chat_type") != "private":
+            return None
+        return DraftStream(self, target, next(self._draft_ids))
+
+
+class DraftStream:
+    """One private-chat reply previewed as a draft (sendMessageDraft) while it streams.
+
+    ``update`` shows the text so far (its last 4096 characters when longer) as a draft;
+    ``finish`` leaves the final message to the gateway's renderer, which splits it at
+    4096 and sends it as HTML (the adapter cannot import the gateway's converters, and
+    a draft is only a preview: the real message replaces it). Without drafts on the
+    server (404) ``update`` answers False and the renderer sends and edits instead.
+    """
+
+    def __init__(self, adapter: TelegramAdapter, target: ChatTarget, draft_id: int) -> None:
+        self._adapter = adapter
+        self._target = target
+        self._draft_id = draft_id
+
+    async def update(self, text: str) -> bool:
+        if not self._adapter.drafts_supported:
+            return False
+        preview = text[-MAX_TEXT:].lstrip() if len(text) > MAX_TEXT else text
+        return await self._adapter.draft(self._target, self._draft_id, preview)
+
+    async def finish(self, text: str) -> bool:
+        return False
+
+
+def settings_from(section: Any, **overrides: Any) -> TelegramSettings:
+    """Settings from the gateway's ``[adapters.telegram]`` section (read duck-typed)."""
+
+    def secret(value: Any) -> str:
+        return "" if value is None else str(value.get_secret_value())
+
+    values: dict[str, Any] = {
+        "token": secret(section.token),
+        "base_url": section.base_url,
+        "base_file_url": section.base_file_url,
+        "mode": section.mode,
+        "webhook_secret": secret(section.webhook_secret),
+        "webhook_url": getattr(section, "webhook_url", None),
+        "respond_all": getattr(section, "respond", "mention") == "all",
+    }
+    return TelegramSettings(**(values | overrides))
+
+
+def from_config(section: Any, runtime: object) -> TelegramAdapter:
+    return TelegramAdapter(settings_from(section))
