@@ -78,9 +78,15 @@ class InboundSink(Protocol):
 class NativeStream(Protocol):
     """A platform's own streaming (Telegram drafts, Slack chat streams)."""
 
-    async def update(self, text: str) -> None: ...
+    async def update(self, text: str) -> bool:
+        """Show the reply so far; False when the platform cannot stream here after all,
+        and the renderer falls back to send + edit."""
+        ...
 
-    async def finish(self, text: str) -> None: ...
+    async def finish(self, text: str) -> bool:
+        """End the stream. True when it delivered the final text itself; False leaves
+        the final message to the renderer (chunked, converted to the platform's markup)."""
+        ...
 
 
 class Adapter(Protocol):

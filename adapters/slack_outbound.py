@@ -200,13 +200,15 @@ class SlackStream:
         self._edits: list[tuple[str, str]] | None = None  # set once streaming gave way
         self._done = False
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str) -> bool:
         await self._show(text)
+        return True
 
-    async def finish(self, text: str) -> None:
+    async def finish(self, text: str) -> bool:
         if not self._done:
             await self._show(text, final=True)
             self._done = True
+        return True
 
     async def _show(self, text: str, *, final: bool = False) -> None:
         if self._edits is None and not text.startswith(self._shown):

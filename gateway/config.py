@@ -146,6 +146,9 @@ class TelegramConfig(AdapterBase):
     base_file_url: str = "https://api.telegram.org/file/bot"
     mode: Literal["polling", "webhook"] = "polling"
     webhook_secret: Secret = None
+    # The public https URL Telegram should post to (it must reach /telegram/webhook on
+    # this server); without it, webhook mode serves the route but registers nothing.
+    webhook_url: OptionalText = None
 
 
 class DiscordConfig(AdapterBase):

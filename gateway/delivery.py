@@ -227,10 +227,20 @@ class ReplyRenderer:
         assert self._native is not None
         native = self._native
         if final:
-            await self._budget.call(self._key, "send", lambda: native.finish(text))
+            delivered = await self._budget.call(self._key, "send", lambda: native.finish(text))
+            if delivered:
+                self._mark_visible()
+                return
         else:
-            await self._budget.call(self._key, "edit", lambda: native.update(text))
-        self._mark_visible()
+            shown = await self._budget.call(self._key, "edit", lambda: native.update(text))
+            if shown:
+                self._mark_visible()
+                return
+            if shown is None:
+                return  # gave up for now; the next flush tries again
+        # The platform could not stream here, or leaves the final message to us.
+        self._native = None
+        await self._flush(final=final)
 
     async def _show(self, index: int, chunk: str) -> None:
         rendered = self._render(chunk)
