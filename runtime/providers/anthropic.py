@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -30,14 +29,11 @@ from runtime.providers.base import (
     UsageReport,
 )
 from runtime.providers.http_retry import (
-    MAX_CONCURRENT_STREAMS,
-    RetryPolicy,
+    HttpProvider,
     StreamBroken,
     StreamCall,
     iter_sse,
     load_json,
-    make_client,
-    stream_with_retries,
 )
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -46,37 +42,10 @@ API_VERSION = "2023-06-01"
 _RETRYABLE_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error"})
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """A Claude model behind the Anthropic Messages API."""
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        api_key: str,
-        max_retries: int = 3,
-        backoff_base: float = 0.5,
-        backoff_max: float = 8.0,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 120.0,
-        client: httpx.AsyncClient | None = None,
-        max_concurrency: int = MAX_CONCURRENT_STREAMS,
-    ) -> None:
-        self.name = name
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self._policy = RetryPolicy(
-            max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max
-        )
-        self._limiter = asyncio.Semaphore(max_concurrency)
-        self._owns_client = client is None
-        self._client = client or make_client(
-            connect_timeout=connect_timeout, read_timeout=read_timeout
-        )
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(name={self.name!r}, base_url={self.base_url!r})"
+    default_base_url = DEFAULT_BASE_URL
 
     def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
         call = StreamCall(
@@ -90,11 +59,7 @@ class AnthropicProvider:
             },
             body=request_body(request),
         )
-        return stream_with_retries(self._client, call, self._policy, _parse, self._limiter)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        return self._stream(call, _parse)
 
 
 def request_body(request: ModelRequest) -> dict[str, Any]:

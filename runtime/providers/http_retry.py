@@ -277,3 +277,47 @@ def _describe(exc: BaseException) -> str:
 def _clip(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "\u2026"
+
+
+class HttpProvider:
+    """What the HTTP providers share: the config name, endpoint and key, the retry
+    policy, the limiter on streams in flight, and the client (closed only if made here).
+    Subclasses set ``default_base_url`` and build their request in ``stream``."""
+
+    default_base_url = ""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str | None = None,
+        api_key: str,
+        max_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        client: httpx.AsyncClient | None = None,
+        max_concurrency: int = MAX_CONCURRENT_STREAMS,
+    ) -> None:
+        self.name = name
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self._api_key = api_key
+        self._policy = RetryPolicy(
+            max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max
+        )
+        self._limiter = asyncio.Semaphore(max_concurrency)
+        self._owns_client = client is None
+        self._client = client or make_client(
+            connect_timeout=connect_timeout, read_timeout=read_timeout
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
+
+    def _stream(self, call: StreamCall, parse: Parser) -> AsyncGenerator[ProviderEvent, None]:
+        return stream_with_retries(self._client, call, self._policy, parse, self._limiter)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
