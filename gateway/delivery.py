@@ -50,6 +50,7 @@ NO_REPLY = "(no reply)"
 MAX_ITERATIONS_NOTE = "I stopped after too many steps without a final answer."
 STOPPED_NOTE = "(stopped)"
 FINAL_ATTEMPTS = 3
+GAVE_UP = "still rate limited after repeated attempts"
 
 _CONVERTERS: dict[str, Callable[[str], str]] = {
     "telegram_html": to_telegram_html,
@@ -243,20 +244,23 @@ class ReplyRenderer:
         await self._flush(final=final)
 
     async def _show(self, index: int, chunk: str) -> None:
-        rendered = self._render(chunk)
         if index >= len(self._sent):
             sent = await self._budget.call(self._key, "send", lambda: self._send(chunk))
-            if sent is not None:
-                self._sent.append(sent)
-                self._shown.append(self._render(chunk))
-                self._metrics.sends.inc(self._adapter.name)
-                self._mark_visible()
+            if sent is None:
+                raise DeliveryError(GAVE_UP)
+            message, shown = sent
+            self._sent.append(message)
+            self._shown.append(shown)
+            self._metrics.sends.inc(self._adapter.name)
+            self._mark_visible()
             return
-        if self._shown[index] == rendered:
+        if self._shown[index] == self._render(chunk):
             return  # never an edit with unchanged text
         message = self._sent[index]
-        await self._budget.call(self._key, "edit", lambda: self._edit(message, chunk))
-        self._shown[index] = self._render(chunk)
+        edited = await self._budget.call(self._key, "edit", lambda: self._edit(message, chunk))
+        if edited is None:
+            raise DeliveryError(GAVE_UP)  # not shown: the flush loop tries again
+        self._shown[index] = edited
         self._metrics.edits.inc(self._adapter.name)
 
     def _render(self, chunk: str) -> str:
@@ -264,24 +268,31 @@ class ReplyRenderer:
             return to_plain_text(chunk) if self._adapter.markup != "plain" else chunk
         return _CONVERTERS[self._adapter.markup](chunk)
 
-    async def _send(self, chunk: str) -> SentMessage:
+    async def _send(self, chunk: str) -> tuple[SentMessage, str]:
+        """Send a chunk; returns the message and the text it shows."""
+        text = self._render(chunk)
         try:
-            return await self._adapter.send(self._target, self._render(chunk), markup=self._markup)
+            return await self._adapter.send(self._target, text, markup=self._markup), text
         except MarkupRejected:
             log.info("%s rejected the markup; sending plain text", self._adapter.name)
             self._markup = False
-            return await self._adapter.send(self._target, self._render(chunk), markup=False)
+            text = self._render(chunk)
+            return await self._adapter.send(self._target, text, markup=False), text
 
-    async def _edit(self, message: SentMessage, chunk: str) -> None:
+    async def _edit(self, message: SentMessage, chunk: str) -> str:
+        """Edit a message to a chunk; returns the text it now shows."""
+        text = self._render(chunk)
         try:
-            await self._adapter.edit(message, self._render(chunk), markup=self._markup)
+            await self._adapter.edit(message, text, markup=self._markup)
         except MessageNotModified:
-            return  # the platform already shows this text; never retried
+            return text  # the platform already shows this text; never retried
         except MarkupRejected:
             log.info("%s rejected the markup; editing as plain text", self._adapter.name)
             self._markup = False
+            text = self._render(chunk)
             with contextlib.suppress(MessageNotModified):
-                await self._adapter.edit(message, self._render(chunk), markup=False)
+                await self._adapter.edit(message, text, markup=False)
+        return text
 
     def _first_shown(self) -> bool:
         return bool(self._sent) or self.first_visible_at is not None

@@ -150,3 +150,19 @@ async def test_max_iterations_is_explained() -> None:
         r.provider.script(Call("get_time"))
         await r.adapter.deliver(dm("loop"))
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == [MAX_ITERATIONS_NOTE])
+
+
+async def test_an_edit_the_budget_gave_up_on_is_not_counted_as_shown() -> None:
+    """Five 429s in a row exhaust the budget's attempts; the text is not recorded as
+    shown, so the flush loop tries again and the final text still lands."""
+    async with rig(policy=paced()) as r:
+        gate = Gate()
+        r.provider.script(Text("start"), gate, Text(" finish"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start"])
+        for _ in range(5):
+            r.adapter.fail_next("edit", RateLimited(0.01))
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start finish"])
+        assert r.pipeline.metrics.rate_limited.value("mem") == 5
+        assert r.pipeline.metrics.edits.value("mem") == 1
