@@ -9,6 +9,8 @@ import the gateway.
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -16,6 +18,8 @@ from typing import Literal, Protocol
 from aiohttp import web
 
 from runtime.history import Image
+
+log = logging.getLogger(__name__)
 
 AdapterState = Literal["stopped", "starting", "connected", "reconnecting", "failed"]
 Markup = Literal["telegram_html", "slack_mrkdwn", "discord", "plain"]
@@ -69,6 +73,23 @@ class InboundMessage:
     attachment_notes: tuple[str, ...] = ()
     match: Mapping[str, str] = field(default_factory=dict)  # chat/guild/channel/team
     agent: str | None = None  # an explicit agent choice (the web chat's picker)
+
+
+class StatusTracker:
+    """An adapter's connection state for ``/readyz``: transitions are logged, and the
+    last 32 kept so tests (and a debugging operator) can see the path it took."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state: AdapterState = "stopped"
+        self.detail = ""
+        self.history: deque[AdapterState] = deque(maxlen=32)
+
+    def set(self, state: AdapterState, detail: str = "") -> None:
+        if state != self.state:
+            log.info("%s adapter %s%s", self.name, state, f" ({detail})" if detail else "")
+            self.history.append(state)
+        self.state, self.detail = state, detail
 
 
 class InboundSink(Protocol):

@@ -30,7 +30,15 @@ import aiohttp
 import yarl
 from aiohttp import web
 
-from adapters.base import AdapterState, ChatTarget, InboundSink, Markup, NativeStream, SentMessage
+from adapters.base import (
+    AdapterState,
+    ChatTarget,
+    InboundSink,
+    Markup,
+    NativeStream,
+    SentMessage,
+    StatusTracker,
+)
 from adapters.discord_inbound import (
     PLATFORM,
     BotIdentity,
@@ -242,9 +250,7 @@ class DiscordAdapter:
     def __init__(self, settings: DiscordSettings, *, storage: Storage | None = None) -> None:
         self._settings = settings
         self._storage = storage
-        self._state: AdapterState = "stopped"
-        self._detail = ""
-        self.state_history: deque[AdapterState] = deque(maxlen=32)
+        self._connection = StatusTracker("discord")
         self._client: _Client | None = None
         self._sink: InboundSink | None = None
         self._lanes = _Lanes()
@@ -254,26 +260,24 @@ class DiscordAdapter:
 
     @property
     def state(self) -> AdapterState:
-        return self._state
+        return self._connection.state
 
     @property
     def state_detail(self) -> str:
-        return self._detail
+        return self._connection.detail
 
-    def _set_state(self, state: AdapterState, detail: str = "") -> None:
-        if state != self._state:
-            log.info("discord adapter %s%s", state, f" ({detail})" if detail else "")
-            self.state_history.append(state)
-        self._state, self._detail = state, detail
+    @property
+    def state_history(self) -> deque[AdapterState]:
+        return self._connection.history
 
     # -- connection ----------------------------------------------------------------------
 
     async def run(self, sink: InboundSink) -> None:
         self._sink = sink
         if not self._settings.token.strip():
-            self._set_state("failed", TOKEN_FIX)
+            self._connection.set("failed", TOKEN_FIX)
             raise CredentialsRejected(TOKEN_FIX)
-        self._set_state("starting", "logging in")
+        self._connection.set("starting", "logging in")
         client = _Client(self, self._settings)
         self._client = client
         next_state: AdapterState = "stopped"
@@ -282,7 +286,7 @@ class DiscordAdapter:
                 await self._serve(client)
         except CredentialsRejected as exc:
             next_state = "failed"
-            self._detail = str(exc)
+            self._connection.detail = str(exc)
             raise
         except Exception:
             next_state = "reconnecting"
@@ -290,7 +294,9 @@ class DiscordAdapter:
         finally:
             self._client = None
             await client.close()
-            self._set_state(next_state, self._detail if next_state == "failed" else "")
+            self._connection.set(
+                next_state, self._connection.detail if next_state == "failed" else ""
+            )
 
     async def _serve(self, client: _Client) -> None:
         try:
@@ -307,11 +313,11 @@ class DiscordAdapter:
 
     def connected(self, client: discord.Client) -> None:
         name = client.user.name if client.user else "?"
-        self._set_state("connected", f"as {name} in {len(client.guilds)} guild(s)")
+        self._connection.set("connected", f"as {name} in {len(client.guilds)} guild(s)")
 
     def disconnected(self) -> None:
-        if self._state == "connected":
-            self._set_state("reconnecting", "gateway connection lost; discord.py is resuming")
+        if self._connection.state == "connected":
+            self._connection.set("reconnecting", "gateway connection lost; discord.py is resuming")
 
     async def sync_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
         """Register the slash commands once per process; a failure is not fatal."""

@@ -47,6 +47,7 @@ from adapters.base import (
     Markup,
     NativeStream,
     SentMessage,
+    StatusTracker,
 )
 from adapters.errors import ConnectionLost, CredentialsRejected, DeliveryError
 from adapters.slack_inbound import (
@@ -131,9 +132,7 @@ class SlackAdapter:
         self.client = _web_client(api_url, settings.bot_token)
         self.identity: BotIdentity | None = None
         self._sink: InboundSink | None = None
-        self._state: AdapterState = "stopped"
-        self._detail = ""
-        self.state_history: deque[AdapterState] = deque(maxlen=32)
+        self._connection = StatusTracker("slack")
         self._tasks: set[asyncio.Task[None]] = set()
         self._events = Recent()
         self._messages = Recent()
@@ -149,23 +148,20 @@ class SlackAdapter:
 
     @property
     def state(self) -> AdapterState:
-        return self._state
+        return self._connection.state
 
     @property
     def state_detail(self) -> str:
-        return self._detail
+        return self._connection.detail
 
-    def _set_state(self, state: AdapterState, detail: str = "") -> None:
-        self._detail = detail
-        if state != self._state:
-            log.info("slack adapter %s%s", state, f" ({detail})" if detail else "")
-            self._state = state
-            self.state_history.append(state)
+    @property
+    def state_history(self) -> deque[AdapterState]:
+        return self._connection.history
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self, sink: InboundSink) -> None:
-        self._set_state("starting")
+        self._connection.set("starting")
         # One connection pool while running; when it is closed the clients fall back to
         # a session per call, so a reply still in flight during a reconnect lands.
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT))
@@ -181,11 +177,13 @@ class SlackAdapter:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await http.close()
-            self._set_state("stopped")
+            self._connection.set("stopped")
 
     async def _serve(self) -> None:
         if self.settings.mode == "socket":
-            socket = SocketSession(self.app, self.client, self.settings.app_token, self._set_state)
+            socket = SocketSession(
+                self.app, self.client, self.settings.app_token, self._connection.set
+            )
             await socket.serve()
             return
         if not self.settings.signing_secret:
@@ -193,7 +191,7 @@ class SlackAdapter:
                 "adapters.slack.signing_secret is empty: HTTP mode needs the app's "
                 "Signing Secret (SLACK_SIGNING_SECRET)."
             )
-        self._set_state("connected", "http")
+        self._connection.set("connected", "http")
         await asyncio.Event().wait()
 
     async def _authenticate(self) -> BotIdentity:
