@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.discord import DiscordAdapter, settings_from
+from adapters.discord.adapter import DiscordAdapter, settings_from
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeUser

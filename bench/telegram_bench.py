@@ -35,7 +35,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-import adapters.telegram  # noqa: F401  (sets PTB_TIMEDELTA for python-telegram-bot)
+import adapters.telegram.adapter  # noqa: F401  (sets PTB_TIMEDELTA for python-telegram-bot)
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from tests.fakes.telegram_api import FakeTelegram

@@ -86,9 +86,9 @@ def build_adapter(name: str, section: Any, runtime: AgentRuntime) -> Adapter:
     """Each adapter module offers ``from_config(section, runtime)``; imported only when
     enabled so a process without Slack never imports slack-bolt."""
     try:
-        module = importlib.import_module(f"adapters.{name}")
+        module = importlib.import_module(f"adapters.{name}.adapter")
     except ModuleNotFoundError as exc:
-        if exc.name == f"adapters.{name}":
+        if exc.name in (f"adapters.{name}", f"adapters.{name}.adapter"):
             raise GatewayError(
                 f"adapters.{name}: this adapter is not available in this build; set enabled = false"
             ) from exc

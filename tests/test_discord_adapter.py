@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters import discord as discord_adapter
+from adapters.discord import adapter as discord_adapter
 from adapters.base import ChatTarget
-from adapters.discord import (
+from adapters.discord.adapter import (
     INTENTS_FIX,
     TOKEN_FIX,
     DiscordAdapter,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from adapters.base import ChatTarget
-from adapters.discord_inbound import (
+from adapters.discord.inbound import (
     DEFAULT_THREAD_NAME,
     BotIdentity,
     channel_place,

@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters import slack_socket
+from adapters.slack import socket as slack_socket
 from adapters.base import ChatTarget, InboundMessage
 from adapters.errors import MessageTooLong, RateLimited
-from adapters.slack import SlackAdapter
-from adapters.slack_inbound import thread_scope
-from adapters.slack_outbound import SlackStream
+from adapters.slack.adapter import SlackAdapter
+from adapters.slack.inbound import thread_scope
+from adapters.slack.outbound import SlackStream
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from runtime.history import UserEntry

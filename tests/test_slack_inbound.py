@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.slack_inbound import (
+from adapters.slack.inbound import (
     BotIdentity,
     channel_kind,
     clean_text,

@@ -23,7 +23,7 @@ from adapters.errors import (
     NotAllowed,
     RateLimited,
 )
-from adapters.telegram import TelegramAdapter, TelegramSettings, settings_from
+from adapters.telegram.adapter import TelegramAdapter, TelegramSettings, settings_from
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.config_loader import load_config

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from telegram import Update
 
-from adapters.telegram_inbound import (
+from adapters.telegram.inbound import (
     BotIdentity,
     Converted,
     address_command,

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.webchat import client_of, inbound_message, scope_of
+from adapters.webchat.adapter import client_of, inbound_message, scope_of
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 

@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import AdapterState
 from adapters.errors import ConnectionLost, CredentialsRejected
-from adapters.slack_outbound import CREDENTIAL_ERRORS, SlackNotAllowed, api
+from adapters.slack.outbound import CREDENTIAL_ERRORS, SlackNotAllowed, api
 
 log = logging.getLogger(__name__)
 

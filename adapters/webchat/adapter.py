@@ -216,7 +216,7 @@ class WebchatAdapter:
 
     async def _serve_page(self, request: web.Request) -> web.Response:
         if self._page is None:
-            page = resources.files("adapters").joinpath("webchat_page.html")
+            page = resources.files("adapters.webchat").joinpath("page.html")
             self._page = await asyncio.to_thread(page.read_text, encoding="utf-8")
         nonce = secrets.token_urlsafe(16)
         csp = (

@@ -61,7 +61,7 @@ from adapters.errors import (
     NotAllowed,
     RateLimited,
 )
-from adapters.telegram_inbound import (
+from adapters.telegram.inbound import (
     BOT_COMMANDS,
     PLATFORM,
     BotIdentity,

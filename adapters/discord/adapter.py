@@ -39,7 +39,7 @@ from adapters.base import (
     SentMessage,
     StatusTracker,
 )
-from adapters.discord_inbound import (
+from adapters.discord.inbound import (
     PLATFORM,
     BotIdentity,
     Place,

@@ -50,7 +50,7 @@ from adapters.base import (
     StatusTracker,
 )
 from adapters.errors import ConnectionLost, CredentialsRejected, DeliveryError
-from adapters.slack_inbound import (
+from adapters.slack.inbound import (
     PLATFORM,
     BotIdentity,
     command_message,
@@ -58,8 +58,8 @@ from adapters.slack_inbound import (
     thread_key,
     to_inbound,
 )
-from adapters.slack_lookup import Recent, ThreadOwnership, UserNames, fetch_files
-from adapters.slack_outbound import (
+from adapters.slack.lookup import Recent, ThreadOwnership, UserNames, fetch_files
+from adapters.slack.outbound import (
     CREDENTIAL_ERRORS,
     ShortRateLimitRetry,
     SlackCallFailed,
@@ -67,7 +67,7 @@ from adapters.slack_outbound import (
     SlackStream,
     api,
 )
-from adapters.slack_socket import SocketSession
+from adapters.slack.socket import SocketSession
 from runtime.agent_runtime import AgentRuntime
 from runtime.storage.base import Storage
 

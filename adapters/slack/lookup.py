@@ -12,8 +12,8 @@ import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.errors import DeliveryError
-from adapters.slack_inbound import PLATFORM, SlackFile
-from adapters.slack_outbound import api
+from adapters.slack.inbound import PLATFORM, SlackFile
+from adapters.slack.outbound import api
 from runtime.errors import AgentRuntimeError
 from runtime.history import Image
 from runtime.storage.base import Storage

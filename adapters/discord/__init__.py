@@ -1,0 +1,1 @@
+"""Discord (discord.py): DMs, a thread per mention, slash commands."""

@@ -1,0 +1,1 @@
+"""Slack (slack-bolt, async): assistant threads, mention threads, Socket Mode and HTTP."""

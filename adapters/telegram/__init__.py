@@ -1,0 +1,1 @@
+"""Telegram (python-telegram-bot): polling or webhook, drafts, forum topics."""

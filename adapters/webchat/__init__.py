@@ -1,0 +1,1 @@
+"""The local web chat: a page and a websocket served on the gateway's HTTP server."""
