@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters.discord import adapter as discord_adapter
 from adapters.base import ChatTarget
+from adapters.discord import adapter as discord_adapter
 from adapters.discord.adapter import (
     INTENTS_FIX,
     TOKEN_FIX,

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import socket as slack_socket
 from adapters.base import ChatTarget, InboundMessage
 from adapters.errors import MessageTooLong, RateLimited
+from adapters.slack import socket as slack_socket
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.inbound import thread_scope
 from adapters.slack.outbound import SlackStream
