@@ -22,6 +22,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.policy import AdapterPolicy
 from gateway.redaction import install_redaction
+from gateway.startup import listen_failure
 from gateway.supervisor import Supervised, supervise
 from gateway.wiring import (
     agent_spec,
@@ -99,7 +100,10 @@ class Gateway:
         )
         for adapter in adapters.values():
             server.add_routes(adapter.web_routes())
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            raise listen_failure(self.config.server.host, self.config.server.port, exc) from None
         self.server = server
         for name, adapter in adapters.items():
             entry = self.supervised[name] = Supervised(adapter=adapter)
@@ -144,7 +148,12 @@ async def serve(config: GatewayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except BaseException:
+        # Close what did open (storage's worker thread would keep the process alive).
+        await gateway.stop()
+        raise
     try:
         await stop.wait()
         log.info("shutting down (grace %.1fs)", config.shutdown_grace)

@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig
 from gateway.config_loader import load_config
 from gateway.describe import announcement, describe
 from gateway.errors import ConfigError, GatewayError
+from runtime.errors import StorageError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -96,7 +97,9 @@ def _run(config: GatewayConfig) -> int:
     except ConfigError as exc:
         _report(exc)
         return EXIT_USAGE
-    except GatewayError as exc:
+    except (GatewayError, StorageError) as exc:
+        # Start-up failures (port in use, unopenable storage) are one sentence naming
+        # the fix; a traceback would bury it.
         _write(sys.stderr, f"agent-gateway: {exc}")
         return EXIT_FAILED
     except KeyboardInterrupt:

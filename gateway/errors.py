@@ -1,7 +1,8 @@
 """Errors raised by the gateway.
 
 GatewayError          root of everything the gateway raises on purpose
-└── ConfigError       the configuration file is missing or invalid; carries every problem
+├── ConfigError       the configuration file is missing or invalid; carries every problem
+└── StartupError      the process cannot start (port in use, unusable host); one sentence
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class ConfigError(GatewayError):
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: list[Problem] = list(problems)
         super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+class StartupError(GatewayError):
+    """The gateway cannot start; ``str(exc)`` is one sentence naming the problem and the fix."""
