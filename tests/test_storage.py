@@ -1,19 +1,17 @@
-"""SqliteStorage: every method, atomicity, migrations, persistence and crash safety."""
+"""Every storage backend: every method, atomicity, the durable inbox, persistence.
+
+Each test runs against SQLite and PostgreSQL (``storage_factory`` in conftest.py); what
+only one backend has (WAL files, crash children, schema files) is tested in
+test_storage_sqlite.py and test_storage_postgres.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import os
-import sqlite3
-import sys
-import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
-import aiosqlite
 import pytest
 
 from runtime.errors import StorageError
@@ -29,13 +27,14 @@ from runtime.history import (
     ToolResultEntry,
     UserEntry,
 )
-from runtime.storage.base import EventRecord, RunCommit, SessionRecord, Storage, UsageRecord
-from runtime.storage.schema import LATEST_VERSION, MIGRATIONS
-from runtime.storage.sqlite import PROCESSED_TTL, SqliteStorage
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CRASH_CHILD = Path(__file__).with_name("storage_crash_child.py")
-TIMEOUT = 20.0
+from runtime.storage.base import (
+    EventRecord,
+    InboxRecord,
+    RunCommit,
+    SessionRecord,
+    UsageRecord,
+)
+from tests.storage_backends import Backend, StoreUnderTest
 
 EVERY_KIND: list[StoredEntry] = [
     UserEntry(
@@ -83,38 +82,28 @@ def turn(n: int) -> list[Entry]:
     return [UserEntry(text=f"q{n}"), AssistantEntry(text=f"a{n}")]
 
 
-@contextlib.asynccontextmanager
-async def opened(
-    path: Path | str, *, busy_timeout: float = 5.0, clock: Callable[[], float] = time.time
-) -> AsyncIterator[SqliteStorage]:
-    """An open store, closed even when the test fails (a leaked connection thread would
-    keep the test process from exiting)."""
-    store = SqliteStorage(path, busy_timeout=busy_timeout, clock=clock)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
+def inbox(n: int, *, at: float = 100.0, platform: str = "telegram") -> InboxRecord:
+    return InboxRecord(
+        id=f"{platform}:{n}",
+        platform=platform,
+        payload=f'{{"text": "m{n}"}}',
+        state="accepted",
+        accepted_at=at,
+    )
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    async with opened(tmp_path / "gateway.db") as store:
+async def storage(storage_factory: Backend) -> AsyncIterator[StoreUnderTest]:
+    async with storage_factory.opened() as store:
         yield store
 
 
-async def fetch(path: Path, sql: str) -> list[Any]:
-    """Read the file through a connection of its own, not the store's."""
-    async with aiosqlite.connect(path) as db:
-        return [tuple(row) for row in await db.execute_fetchall(sql)]
+# -- lifecycle ---------------------------------------------------------------------------
 
 
-# -- lifecycle, schema, errors ----------------------------------------------------------
-
-
-async def test_open_creates_directory_in_wal_mode_at_latest_version(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dir" / "gateway.db"
-    store: Storage = SqliteStorage(path)
+async def test_open_twice_and_close_twice(storage_factory: Backend) -> None:
+    store = storage_factory.new_store()
+    assert not store.is_open
     try:
         await store.open()
         await store.open()  # a second open is a no-op
@@ -123,73 +112,31 @@ async def test_open_creates_directory_in_wal_mode_at_latest_version(tmp_path: Pa
         await store.close()
     await store.close()
     assert not store.is_open
-    assert await fetch(path, "PRAGMA journal_mode") == [("wal",)]
-    assert await fetch(path, "PRAGMA user_version") == [(LATEST_VERSION,)]
 
 
-def test_migrations_are_numbered_in_order() -> None:
-    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
-
-
-async def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "future.db"
-    async with aiosqlite.connect(path) as db:
-        await db.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
-    store = SqliteStorage(path)
-    with pytest.raises(StorageError) as info:
-        await store.open()
-    assert f"version {LATEST_VERSION + 1}" in str(info.value)
-    assert f"version {LATEST_VERSION} " in str(info.value)
-    assert not store.is_open
-
-
-async def test_not_a_database_names_file_and_cause(tmp_path: Path) -> None:
-    path = tmp_path / "junk.db"
-    path.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(StorageError, match=r"junk\.db.*not a database") as info:
-        await SqliteStorage(path).open()
-    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
-
-
-async def test_calls_on_a_closed_store_raise_storage_error(tmp_path: Path) -> None:
-    store = SqliteStorage(tmp_path / "g.db")
+async def test_calls_on_a_closed_store_raise_storage_error(storage_factory: Backend) -> None:
+    store = storage_factory.new_store()
     with pytest.raises(StorageError, match="not open"):
-        await store.get_session("s1")
+        await store.find_session("a", "b", "c")
     await store.open()
     await store.close()
     with pytest.raises(StorageError, match="not open"):
         await store.commit_run(RunCommit(session=session()))
 
 
-async def test_locked_database_becomes_storage_error(tmp_path: Path) -> None:
-    path = tmp_path / "g.db"
-    async with opened(path, busy_timeout=0) as store:
-        async with aiosqlite.connect(path, isolation_level=None) as other:
-            await other.execute("BEGIN IMMEDIATE")
-            with pytest.raises(StorageError, match=r"g\.db.*commit a run.*locked"):
-                await store.commit_run(RunCommit(session=session(), entries=turn(1)))
-            await other.execute("ROLLBACK")
-        await store.commit_run(RunCommit(session=session(), entries=turn(1)))
-        assert await store.load_entries("s1") == turn(1)
-
-
-async def test_memory_database_works() -> None:
-    async with opened(":memory:") as store:
-        await store.commit_run(RunCommit(session=session(), entries=turn(1)))
-        assert await store.load_entries("s1") == turn(1)
-
-
 # -- runs, entries, sessions --------------------------------------------------------------
 
 
-async def test_every_entry_kind_round_trips(storage: SqliteStorage) -> None:
+async def test_every_entry_kind_round_trips(storage: StoreUnderTest) -> None:
     await storage.commit_run(RunCommit(session=session(), entries=EVERY_KIND))
     assert await storage.load_entries("s1") == EVERY_KIND
     assert await storage.load_context("s1") == EVERY_KIND
     assert await storage.load_entries("unknown") == []
 
 
-async def test_commit_upserts_session_and_continues_seq(storage: SqliteStorage) -> None:
+async def test_commit_upserts_session_and_continues_seq(
+    storage: StoreUnderTest, storage_factory: Backend
+) -> None:
     usage = [UsageRecord(model="m", prompt_tokens=100, completion_tokens=7, at=2.0)]
     events = [EventRecord(kind="run_end", data_json='{"stop": "text"}', at=2.0)]
     await storage.commit_run(
@@ -204,16 +151,12 @@ async def test_commit_upserts_session_and_continues_seq(storage: SqliteStorage) 
     assert await storage.usage_totals("s1") == (200, 14)
     await storage.commit_run(RunCommit(session=session(title="Renamed", updated_at=6.0)))
     assert (await storage.get_session("s1")) == session(title="Renamed", updated_at=6.0)
-    assert await fetch(storage_path(storage), "SELECT session_id, kind, data FROM events") == [
+    assert await storage_factory.fetch("SELECT session_id, kind, data FROM events") == [
         ("s1", "run_end", '{"stop": "text"}')
     ]
 
 
-def storage_path(store: SqliteStorage) -> Path:
-    return Path(store.path)
-
-
-async def test_find_and_list_sessions_newest_first(storage: SqliteStorage) -> None:
+async def test_find_and_list_sessions_newest_first(storage: StoreUnderTest) -> None:
     await storage.commit_run(RunCommit(session=session("old", updated_at=2.0)))
     await storage.commit_run(RunCommit(session=session("new", updated_at=3.0)))
     await storage.commit_run(RunCommit(session=session("other", topic_key="x", updated_at=4.0)))
@@ -233,22 +176,11 @@ async def test_find_and_list_sessions_newest_first(storage: SqliteStorage) -> No
     assert found.id == "old"
 
 
-async def test_set_title(storage: SqliteStorage) -> None:
-    await storage.commit_run(RunCommit(session=session()))
-    await storage.set_title("s1", "Weather in Zürich")
-    stored = await storage.get_session("s1")
-    assert stored is not None
-    assert stored.title == "Weather in Zürich"
-    assert stored.updated_at == 2.0
-    await storage.set_title("missing", "ignored")  # not stored yet: nothing to update
-    assert await storage.get_session("missing") is None
-
-
-async def test_usage_totals_of_unknown_session_are_zero(storage: SqliteStorage) -> None:
+async def test_usage_totals_of_unknown_session_are_zero(storage: StoreUnderTest) -> None:
     assert await storage.usage_totals("nothing") == (0, 0)
 
 
-async def test_concurrent_commits_never_interleave(storage: SqliteStorage) -> None:
+async def test_concurrent_commits_never_interleave(storage: StoreUnderTest) -> None:
     await asyncio.gather(
         *(
             storage.commit_run(RunCommit(session=session(updated_at=float(n)), entries=turn(n)))
@@ -266,13 +198,15 @@ async def test_concurrent_commits_never_interleave(storage: SqliteStorage) -> No
 # -- compaction -------------------------------------------------------------------------
 
 
-async def test_compaction_writes_archive_and_rebuilds_context(storage: SqliteStorage) -> None:
+async def test_compaction_writes_archive_and_rebuilds_context(
+    storage: StoreUnderTest, storage_factory: Backend
+) -> None:
     await storage.commit_run(RunCommit(session=session(), entries=turn(1) + turn(2) + turn(3)))
     first = CompactMarker(summary="S1", retained=2, archived=tuple(turn(1) + turn(2)))
     await storage.commit_run(RunCommit(session=session(), entries=[first, *turn(4)]))
     assert await storage.load_context("s1") == [SummaryEntry(text="S1"), *turn(3), *turn(4)]
     assert await storage.load_entries("s1") == turn(1) + turn(2) + turn(3) + [first] + turn(4)
-    archives = await fetch(storage_path(storage), "SELECT session_id, summary FROM archives")
+    archives = await storage_factory.fetch("SELECT session_id, summary FROM archives")
     assert archives == [("s1", "S1")]
 
     second = CompactMarker(summary="S2", retained=2, archived=tuple(turn(3)))
@@ -280,13 +214,13 @@ async def test_compaction_writes_archive_and_rebuilds_context(storage: SqliteSto
     assert await storage.load_context("s1") == [SummaryEntry(text="S2"), *turn(4), *turn(5)]
     log = await storage.load_entries("s1")
     assert [e for e in log if isinstance(e, CompactMarker)] == [first, second]
-    assert len(await fetch(storage_path(storage), "SELECT id FROM archives")) == 2
+    assert len(await storage_factory.fetch("SELECT id FROM archives")) == 2
 
 
 # -- atomicity --------------------------------------------------------------------------
 
 
-async def test_failed_serialisation_leaves_nothing_behind(storage: SqliteStorage) -> None:
+async def test_failed_serialisation_leaves_nothing_behind(storage: StoreUnderTest) -> None:
     await storage.commit_run(RunCommit(session=session(title="Kept"), entries=turn(1)))
     unencodable = UserEntry(text=cast(Any, object()))
     for target in ("s1", "fresh"):
@@ -303,17 +237,18 @@ async def test_failed_serialisation_leaves_nothing_behind(storage: SqliteStorage
     assert await storage.load_entries("fresh") == []
 
 
-async def test_failed_insert_after_entries_leaves_nothing_behind(storage: SqliteStorage) -> None:
+async def test_failed_insert_after_entries_leaves_nothing_behind(
+    storage: StoreUnderTest, storage_factory: Backend
+) -> None:
     bad_usage = UsageRecord(model="m", prompt_tokens=cast(Any, object()), completion_tokens=1, at=1)
     marker = CompactMarker(summary="S", retained=0, archived=(UserEntry(text="old"),))
     with pytest.raises(StorageError) as info:
         await storage.commit_run(
             RunCommit(session=session(), entries=[*turn(1), marker], usage=[bad_usage])
         )
-    assert isinstance(info.value.__cause__, sqlite3.Error)
+    assert info.value.__cause__ is not None  # the library's error, converted in one place
     assert await storage.get_session("s1") is None
-    counts = await fetch(
-        storage_path(storage),
+    counts = await storage_factory.fetch(
         "SELECT (SELECT COUNT(*) FROM entries) + (SELECT COUNT(*) FROM archives)"
         " + (SELECT COUNT(*) FROM usage) + (SELECT COUNT(*) FROM sessions)",
     )
@@ -323,10 +258,10 @@ async def test_failed_insert_after_entries_leaves_nothing_behind(storage: Sqlite
     assert await storage.load_entries("s1") == turn(1)
 
 
-# -- router state, bindings, deduplication ------------------------------------------------
+# -- router state, bindings ------------------------------------------------------------
 
 
-async def test_active_topic(storage: SqliteStorage) -> None:
+async def test_active_topic(storage: StoreUnderTest) -> None:
     assert await storage.get_active_topic("agent", "u1") is None
     await storage.set_active_topic("agent", "u1", "work")
     await storage.set_active_topic("agent", "u2", "play")
@@ -339,7 +274,7 @@ async def test_active_topic(storage: SqliteStorage) -> None:
     assert await storage.get_active_topic("other", "u2") is None
 
 
-async def test_thread_bindings(storage: SqliteStorage) -> None:
+async def test_thread_bindings(storage: StoreUnderTest) -> None:
     assert await storage.get_binding("discord", "99") is None
     await storage.bind_thread("discord", "99", "s1")
     await storage.bind_thread("slack", "99", "s2")
@@ -349,83 +284,105 @@ async def test_thread_bindings(storage: SqliteStorage) -> None:
     assert await storage.get_binding("slack", "99") == "s2"
 
 
-async def test_mark_processed_dedups_across_reopen_and_prunes(tmp_path: Path) -> None:
-    now = [1_000_000.0]
-    path = tmp_path / "g.db"
-
-    def clock() -> float:
-        return now[0]
-
-    async with opened(path, clock=clock) as store:
-        assert await store.mark_processed("telegram", "1") is True
-        assert await store.mark_processed("telegram", "1") is False
-        assert await store.mark_processed("slack", "1") is True
-
-    now[0] += PROCESSED_TTL - 60
-    async with opened(path, clock=clock) as store:
-        assert await store.mark_processed("telegram", "1") is False
-
-    now[0] += 120  # past the retention: pruned at open, so accepted again
-    async with opened(path, clock=clock) as store:
-        assert await store.mark_processed("telegram", "1") is True
+# -- the durable inbox ------------------------------------------------------------------
 
 
-# -- persistence and crashes --------------------------------------------------------------
+async def test_accept_inbound_reports_duplicates_per_record(storage: StoreUnderTest) -> None:
+    assert await storage.accept_inbound([inbox(1), inbox(2)]) == [True, True]
+    # Seen before, new, and the same id twice in one batch.
+    assert await storage.accept_inbound([inbox(2), inbox(3), inbox(3)]) == [False, True, False]
+    assert await storage.accept_inbound([inbox(1, platform="slack")]) == [True]
+    assert await storage.accept_inbound([]) == []
+    # A duplicate never overwrites what was accepted first.
+    changed = dataclasses.replace(inbox(1), payload='{"text": "other"}', accepted_at=1.0)
+    assert await storage.accept_inbound([changed]) == [False]
+    assert (await storage.unanswered_inbound())[0] == inbox(1)
 
 
-async def test_everything_persists_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "g.db"
-    async with opened(path) as store:
+async def test_accept_inbound_is_one_transaction(
+    storage: StoreUnderTest, storage_factory: Backend
+) -> None:
+    broken = dataclasses.replace(inbox(2), payload=cast(Any, None))  # violates NOT NULL
+    with pytest.raises(StorageError):
+        await storage.accept_inbound([inbox(1), broken])
+    assert await storage_factory.fetch("SELECT id FROM inbox") == []
+    assert await storage.accept_inbound([inbox(1)]) == [True]
+
+
+async def test_unanswered_oldest_first_until_settled(storage: StoreUnderTest) -> None:
+    await storage.accept_inbound([inbox(5, at=105.0), inbox(1, at=101.0)])
+    # Accepted in the same instant: kept in the order they were accepted.
+    await storage.accept_inbound([inbox(9, at=103.0), inbox(3, at=103.0), inbox(2, at=102.0)])
+    assert [r.id for r in await storage.unanswered_inbound()] == [
+        "telegram:1",
+        "telegram:2",
+        "telegram:9",
+        "telegram:3",
+        "telegram:5",
+    ]
+    await storage.settle_inbound(["telegram:9", "telegram:unknown"], "answered")
+    await storage.settle_inbound(["telegram:1"], "expired")
+    await storage.settle_inbound([], "expired")
+    unanswered = await storage.unanswered_inbound()
+    assert unanswered == [inbox(2, at=102.0), inbox(3, at=103.0), inbox(5, at=105.0)]
+    with pytest.raises(ValueError, match="'answered' or 'expired'"):
+        await storage.settle_inbound(["telegram:2"], "accepted")
+
+
+async def test_commit_run_settles_answered_ids_in_its_transaction(
+    storage: StoreUnderTest, storage_factory: Backend
+) -> None:
+    await storage.accept_inbound([inbox(1), inbox(2), inbox(3)])
+    await storage.commit_run(
+        RunCommit(session=session(), entries=turn(1), answered=["telegram:1", "telegram:2"])
+    )
+    assert await storage.unanswered_inbound() == [inbox(3)]
+    states = await storage_factory.fetch("SELECT id, state FROM inbox ORDER BY id")
+    assert states == [
+        ("telegram:1", "answered"),
+        ("telegram:2", "answered"),
+        ("telegram:3", "accepted"),
+    ]
+    # A commit that fails leaves its messages unanswered, to be answered again.
+    unencodable = UserEntry(text=cast(Any, object()))
+    with pytest.raises(StorageError):
+        await storage.commit_run(
+            RunCommit(session=session(), entries=[unencodable], answered=["telegram:3"])
+        )
+    assert await storage.unanswered_inbound() == [inbox(3)]
+
+
+async def test_prune_deletes_only_old_settled_records(storage: StoreUnderTest) -> None:
+    await storage.accept_inbound(
+        [inbox(1, at=10.0), inbox(2, at=10.0), inbox(3, at=10.0), inbox(4, at=50.0)]
+    )
+    await storage.settle_inbound(["telegram:1", "telegram:4"], "answered")
+    await storage.settle_inbound(["telegram:2"], "expired")
+    assert await storage.prune_inbound(before=20.0) == 2  # 1 and 2; 3 is unanswered, 4 new
+    assert await storage.prune_inbound(before=20.0) == 0
+    assert await storage.unanswered_inbound() == [inbox(3, at=10.0)]
+    # A pruned id is forgotten: the same message would be accepted again.
+    assert await storage.accept_inbound([inbox(1), inbox(4)]) == [True, False]
+
+
+# -- persistence --------------------------------------------------------------------------
+
+
+async def test_everything_persists_across_reopen(storage_factory: Backend) -> None:
+    async with storage_factory.opened() as store:
         usage = [UsageRecord(model="m", prompt_tokens=3, completion_tokens=4, at=2.0)]
         await store.commit_run(RunCommit(session=session(), entries=EVERY_KIND, usage=usage))
-        await store.set_title("s1", "Title")
+        await store.commit_run(RunCommit(session=session(title="Title")))
+        await store.accept_inbound([inbox(1), inbox(2)])
+        await store.settle_inbound(["telegram:1"], "expired")
         await store.set_active_topic("agent", "telegram:user:1", "main")
         await store.bind_thread("telegram", "-100:5", "s1")
 
-    async with opened(path) as again:
+    async with storage_factory.opened() as again:
         assert await again.get_session("s1") == session(title="Title")
         assert await again.load_entries("s1") == EVERY_KIND
         assert await again.usage_totals("s1") == (3, 4)
         assert await again.get_active_topic("agent", "telegram:user:1") == "main"
         assert await again.get_binding("telegram", "-100:5") == "s1"
-
-
-async def test_sigkill_mid_commit_keeps_committed_run_only(tmp_path: Path) -> None:
-    path = tmp_path / "crash.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CRASH_CHILD),
-        str(path),
-        "s1",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        assert child.stdout is not None
-        line = await asyncio.wait_for(child.stdout.readline(), TIMEOUT)
-        assert line == b"READY\n", (await child.communicate())[1].decode()
-        # Run B's transaction is open in the child: the write lock is taken.
-        async with aiosqlite.connect(path, timeout=0, isolation_level=None) as other:
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                await other.execute("BEGIN IMMEDIATE")
-    finally:
-        child.kill()
-        await asyncio.wait_for(child.communicate(), TIMEOUT)
-
-    async with opened(path) as store:
-        assert await store.get_session("s1") == SessionRecord(
-            id="s1",
-            agent="agent",
-            sender="telegram:user:1",
-            topic_key="crash",
-            title="Run A",
-            created_at=1.0,
-            updated_at=2.0,
-        )
-        assert await store.load_entries("s1") == [
-            UserEntry(text="question A"),
-            AssistantEntry(text="answer A"),
-        ]
-        assert await store.usage_totals("s1") == (10, 5)
+        assert await again.unanswered_inbound() == [inbox(2)]
+        assert await again.accept_inbound([inbox(1), inbox(2)]) == [False, False]

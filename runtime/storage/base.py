@@ -1,15 +1,17 @@
 """The storage seam: what the runtime needs from a store.
 
-One implementation here (SQLite via aiosqlite, ``runtime.storage.sqlite``); the plan for
-several replicas is PostgreSQL behind the same protocol. Writes happen at run
-boundaries: everything a run produced goes through ``commit_run`` in one transaction.
+SQLite (aiosqlite, ``runtime.storage.sqlite``) is the default; PostgreSQL
+(``runtime.storage.postgres``) is the same protocol for several replicas. Writes happen at
+run boundaries: everything a run produced goes through ``commit_run`` in one transaction.
+The durable inbox records each inbound message when it is accepted (it is also the
+deduplication ledger); a run's commit marks its messages answered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from runtime.history import Entry, StoredEntry
 
@@ -42,19 +44,43 @@ class EventRecord:
     at: float
 
 
+InboxState = Literal["accepted", "answered", "expired"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InboxRecord:
+    """An inbound message as the durable inbox keeps it (also the deduplication ledger)."""
+
+    id: str
+    """``"{platform}:{message_id}"``, the globally unique key."""
+    platform: str
+    payload: str
+    """JSON written by the gateway; storage never looks inside."""
+    state: InboxState
+    accepted_at: float
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunCommit:
     """Everything one run wrote, committed together.
 
     ``session`` is upserted (created on first commit, title and updated_at refreshed);
     ``entries`` are appended in order, a ``CompactMarker`` among them also writing its
-    archive row.
+    archive row. ``answered`` inbox ids are marked answered in the same transaction, so
+    a reply is never both committed and still waiting in the inbox.
     """
 
     session: SessionRecord
     entries: Sequence[StoredEntry] = field(default=())
     usage: Sequence[UsageRecord] = field(default=())
     events: Sequence[EventRecord] = field(default=())
+    answered: Sequence[str] = field(default=())
+
+
+def check_settled_state(state: InboxState) -> None:
+    """Settling moves a record out of 'accepted'; asking for 'accepted' is a bug."""
+    if state not in ("answered", "expired"):
+        raise ValueError(f"An inbox record settles as 'answered' or 'expired', not {state!r}.")
 
 
 class Storage(Protocol):
@@ -66,8 +92,6 @@ class Storage(Protocol):
     def is_open(self) -> bool: ...
 
     async def commit_run(self, commit: RunCommit) -> None: ...
-
-    async def get_session(self, session_id: str) -> SessionRecord | None: ...
 
     async def find_session(self, agent: str, sender: str, topic_key: str) -> SessionRecord | None:
         """The newest session of that agent, sender and topic key."""
@@ -81,12 +105,6 @@ class Storage(Protocol):
         """The model context of a session, rebuilt after its last compaction."""
         ...
 
-    async def load_entries(self, session_id: str) -> list[StoredEntry]:
-        """The raw append-only log, markers included."""
-        ...
-
-    async def set_title(self, session_id: str, title: str) -> None: ...
-
     async def get_active_topic(self, agent: str, sender: str) -> str | None: ...
 
     async def set_active_topic(self, agent: str, sender: str, topic_key: str | None) -> None: ...
@@ -95,8 +113,21 @@ class Storage(Protocol):
 
     async def get_binding(self, platform: str, thread_id: str) -> str | None: ...
 
-    async def mark_processed(self, platform: str, message_id: str) -> bool:
-        """Record an inbound message id; False when it was seen before (a duplicate)."""
+    async def accept_inbound(self, records: Sequence[InboxRecord]) -> list[bool]:
+        """Insert each record (state accepted) in ONE transaction; True per record newly
+        accepted, False when that id was already in the ledger (a duplicate)."""
+        ...
+
+    async def settle_inbound(self, ids: Sequence[str], state: InboxState) -> None:
+        """Mark ids answered (tmp conversations, commands, refusals) or expired."""
+        ...
+
+    async def unanswered_inbound(self) -> list[InboxRecord]:
+        """Every record still 'accepted', oldest first (for recovery at start)."""
+        ...
+
+    async def prune_inbound(self, before: float) -> int:
+        """Delete settled records accepted before ``before``; returns the count."""
         ...
 
     async def usage_totals(self, session_id: str) -> tuple[int, int]:

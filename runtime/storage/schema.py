@@ -1,8 +1,10 @@
-"""The SQLite schema as an ordered list of migrations.
+"""The schema as one ordered list of migrations, each in both SQL dialects.
 
-The file's ``PRAGMA user_version`` is the number of the last migration applied. Opening a
-store applies every newer migration in its own transaction, so a file is always at one
-known version. Add a migration at the end, never edit one that has shipped.
+Every migration carries the same change for SQLite and for PostgreSQL, so both backends
+are always at the same numbered version with the same tables. SQLite keeps the number in
+``PRAGMA user_version``; PostgreSQL in the one-row table ``schema_version``. Opening a
+store applies every newer migration in its own transaction, so a database is always at
+one known version. Add a migration at the end, never edit one that has shipped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 class Migration:
     version: int
     description: str
-    statements: tuple[str, ...]
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
 
 
 _INITIAL = (
@@ -103,8 +106,118 @@ _INITIAL = (
     "CREATE INDEX processed_by_time ON processed (at)",
 )
 
+# PostgreSQL: the same tables; times stay float seconds (DOUBLE PRECISION) like SQLite's
+# REAL, JSON stays text (jsonb would reorder keys and the payloads are opaque here).
+_INITIAL_PG = (
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        topic_key TEXT NOT NULL,
+        title TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        seq BIGINT GENERATED ALWAYS AS IDENTITY
+    )
+    """,
+    "CREATE INDEX sessions_by_scope ON sessions (agent, sender, topic_key, updated_at)",
+    """
+    CREATE TABLE entries (
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL CHECK (data::json IS NOT NULL),
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    )
+    """,
+    """
+    CREATE TABLE events (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE INDEX events_by_session ON events (session_id, at)",
+    """
+    CREATE TABLE archives (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        summary TEXT NOT NULL,
+        entries TEXT NOT NULL CHECK (entries::json IS NOT NULL),
+        created_at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE INDEX archives_by_session ON archives (session_id)",
+    """
+    CREATE TABLE router_state (
+        agent TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        active_topic TEXT NOT NULL,
+        PRIMARY KEY (agent, sender)
+    )
+    """,
+    """
+    CREATE TABLE usage (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        model TEXT NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    )
+    """,
+    "CREATE INDEX usage_by_session ON usage (session_id)",
+    """
+    CREATE TABLE bindings (
+        platform TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        PRIMARY KEY (platform, thread_id)
+    )
+    """,
+    """
+    CREATE TABLE processed (
+        platform TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (platform, message_id)
+    )
+    """,
+    "CREATE INDEX processed_by_time ON processed (at)",
+)
+
+# The durable inbox replaces the processed-ids table: it is the dedup ledger too. Ids
+# seen before the upgrade are not carried over; they were only kept for a week anyway.
+_INBOX = """
+    CREATE TABLE inbox (
+        id TEXT PRIMARY KEY,
+        platform TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('accepted', 'answered', 'expired')),
+        accepted_at {time} NOT NULL{extra}
+    )
+"""
+_INBOX_INDEX = "CREATE INDEX inbox_by_state ON inbox (state, accepted_at)"
+
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(version=1, description="initial schema", statements=_INITIAL),
+    Migration(version=1, description="initial schema", sqlite=_INITIAL, postgres=_INITIAL_PG),
+    Migration(
+        version=2,
+        description="durable inbox replaces processed ids",
+        sqlite=(_INBOX.format(time="REAL", extra=""), _INBOX_INDEX, "DROP TABLE processed"),
+        postgres=(
+            # seq orders records accepted in the same instant, as SQLite's rowid does.
+            _INBOX.format(
+                time="DOUBLE PRECISION", extra=",\n        seq BIGINT GENERATED ALWAYS AS IDENTITY"
+            ),
+            _INBOX_INDEX,
+            "DROP TABLE processed",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -34,13 +34,16 @@ from runtime.history import (
     entry_to_dict,
     rebuild_context,
 )
-from runtime.storage.base import RunCommit, SessionRecord
+from runtime.storage.base import (
+    InboxRecord,
+    InboxState,
+    RunCommit,
+    SessionRecord,
+    check_settled_state,
+)
 from runtime.storage.schema import LATEST_VERSION, pending
 
 _log = logging.getLogger(__name__)
-
-PROCESSED_TTL = 7 * 24 * 3600.0
-"""Seconds an inbound message id is remembered for deduplication."""
 
 _MEMORY = ":memory:"
 _SESSION_FIELDS = ("id", "agent", "sender", "topic_key", "title", "created_at", "updated_at")
@@ -55,12 +58,10 @@ class SqliteStorage:
         path: str | os.PathLike[str],
         *,
         busy_timeout: float = 5.0,
-        processed_ttl: float = PROCESSED_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._path = os.fspath(path)
         self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._processed_ttl = processed_ttl
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -76,7 +77,7 @@ class SqliteStorage:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the file (creating it and its directory), migrate it, prune old ids."""
+        """Open the file (creating its directory), migrate it to the latest version."""
         async with self._lock:
             if self._db is not None:
                 return
@@ -111,8 +112,6 @@ class SqliteStorage:
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
         await self._migrate(db)
-        cutoff = self._clock() - self._processed_ttl
-        await db.execute("DELETE FROM processed WHERE at < ?", (cutoff,))
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         # The version is read inside each write transaction, so two processes opening
@@ -130,7 +129,7 @@ class SqliteStorage:
                 if not todo:
                     return
                 migration = todo[0]
-                for statement in migration.statements:
+                for statement in migration.sqlite:
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {migration.version}")
             _log.info(
@@ -147,6 +146,12 @@ class SqliteStorage:
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
+            if action == "open":
+                # One sentence the CLI prints as is: the path, the cause, the fix.
+                raise StorageError(
+                    f"cannot open the SQLite database at {self._path}: "
+                    f"{_open_failure(self._path, exc)}; set storage.path to a file."
+                ) from exc
             raise StorageError(
                 f"The storage file {self._path!r} failed to {action}: {exc}."
             ) from exc
@@ -183,6 +188,7 @@ class SqliteStorage:
                 "INSERT INTO events (session_id, kind, data, at) VALUES (?, ?, ?, ?)",
                 [(session_id, e.kind, e.data_json, e.at) for e in commit.events],
             )
+            await _settle(db, commit.answered, "answered")
 
     async def _append_entries(
         self, db: aiosqlite.Connection, session_id: str, entries: Sequence[StoredEntry]
@@ -296,16 +302,7 @@ class SqliteStorage:
             )
         return [_session(row) for row in rows]
 
-    async def set_title(self, session_id: str, title: str) -> None:
-        async with self._use("set a title") as db:
-            cursor = await db.execute(
-                "UPDATE sessions SET title = ? WHERE id = ?", (title, session_id)
-            )
-        if cursor.rowcount == 0:
-            # A conversation not committed yet carries its title in its first commit.
-            _log.debug("set_title: session %s is not stored yet", session_id)
-
-    # -- router state, bindings, deduplication --------------------------------------------
+    # -- router state, bindings -----------------------------------------------------------
 
     async def get_active_topic(self, agent: str, sender: str) -> str | None:
         async with self._use("read the active topic") as db:
@@ -349,15 +346,39 @@ class SqliteStorage:
             )
         return None if value is None else str(value)
 
-    async def mark_processed(self, platform: str, message_id: str) -> bool:
-        """Record an inbound message id; False when it was seen before (a duplicate)."""
-        async with self._use("record a processed message") as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO processed (platform, message_id, at) VALUES (?, ?, ?)",
-                (platform, message_id, self._clock()),
+    # -- the durable inbox -----------------------------------------------------------------
+
+    async def accept_inbound(self, records: Sequence[InboxRecord]) -> list[bool]:
+        accepted: list[bool] = []
+        async with self._use("accept inbound messages"), _transaction(self._connection()) as db:
+            for record in records:
+                cursor = await db.execute(
+                    "INSERT INTO inbox (id, platform, payload, state, accepted_at)"
+                    " VALUES (?, ?, ?, 'accepted', ?) ON CONFLICT (id) DO NOTHING",
+                    (record.id, record.platform, record.payload, record.accepted_at),
+                )
+                accepted.append(cursor.rowcount == 1)
+        return accepted
+
+    async def settle_inbound(self, ids: Sequence[str], state: InboxState) -> None:
+        check_settled_state(state)
+        async with self._use("settle inbound messages"), _transaction(self._connection()) as db:
+            await _settle(db, ids, state)
+
+    async def unanswered_inbound(self) -> list[InboxRecord]:
+        async with self._use("read the unanswered inbox") as db:
+            rows = await db.execute_fetchall(
+                "SELECT id, platform, payload, state, accepted_at FROM inbox"
+                " WHERE state = 'accepted' ORDER BY accepted_at, rowid"
             )
-            changed = await _scalar(db, "SELECT changes()")
-        return bool(changed)
+        return [_inbox_record(row) for row in rows]
+
+    async def prune_inbound(self, before: float) -> int:
+        async with self._use("prune the inbox") as db:
+            cursor = await db.execute(
+                "DELETE FROM inbox WHERE state <> 'accepted' AND accepted_at < ?", (before,)
+            )
+        return cursor.rowcount
 
     def _connection(self) -> aiosqlite.Connection:
         # Only called under _use, which has checked the store is open.
@@ -396,6 +417,10 @@ async def _upsert_session(db: aiosqlite.Connection, session: SessionRecord) -> N
     )
 
 
+async def _settle(db: aiosqlite.Connection, ids: Sequence[str], state: InboxState) -> None:
+    await db.executemany("UPDATE inbox SET state = ? WHERE id = ?", [(state, i) for i in ids])
+
+
 async def _rows(db: aiosqlite.Connection, sql: str, *params: object) -> list[sqlite3.Row]:
     return list(await db.execute_fetchall(sql, params))
 
@@ -410,6 +435,29 @@ def _encode(build: Callable[[], object], what: str) -> str:
         return json.dumps(build(), ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError, AttributeError) as exc:
         raise StorageError(f"Could not encode {what} as JSON for storage: {exc}.") from exc
+
+
+def _open_failure(path: str, exc: BaseException) -> str:
+    """Why ``path`` did not open, in words; only called once opening has failed."""
+    target = Path(path)
+    if target.is_dir():
+        return "it is a directory"
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return "it is not a SQLite database"
+    if isinstance(exc, OSError):
+        return f"its directory {target.parent} cannot be created ({exc.strerror or exc})"
+    if target.exists() and not os.access(target, os.R_OK | os.W_OK):
+        return "permission denied (it must be readable and writable)"
+    if not os.access(target.parent, os.W_OK):
+        return f"permission denied in its directory {target.parent}"
+    return str(exc)
+
+
+def _inbox_record(row: sqlite3.Row) -> InboxRecord:
+    ident, platform, payload, state, accepted_at = row
+    return InboxRecord(
+        id=ident, platform=platform, payload=payload, state=state, accepted_at=accepted_at
+    )
 
 
 def _session(row: sqlite3.Row) -> SessionRecord:
