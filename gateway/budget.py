@@ -3,7 +3,9 @@
 Edits are paced to one per ``edit_interval`` per chat, measured from when the previous
 edit really started; edits of a chat take turns, so two replies streaming into one chat
 still share the pace. A 429 blocks the
-whole chat for its ``retry_after``. What must land (sends, edits) waits and retries;
+whole chat for its ``retry_after``. What must land (sends, edits) waits and retries,
+at least ``retry_after`` and growing with the shared backoff when 429s repeat (a
+platform answering ``retry_after=0`` is not hammered);
 what is decoration (typing, reactions) is skipped while blocked; a rename refused for
 longer than ``rename_max_wait`` is skipped and logged, never waited on for minutes.
 """
@@ -19,12 +21,14 @@ from typing import Literal, TypeVar
 
 from adapters.errors import RateLimited
 from gateway.metrics import Metrics
+from runtime.backoff import Backoff, log_retry
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Kind = Literal["send", "edit", "typing", "react", "rename"]
 MAX_ATTEMPTS = 5
+RETRY_BACKOFF = Backoff(base=0.05, cap=5.0)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -92,17 +96,13 @@ class OutboundBudget:
                 return await op()
             except RateLimited as exc:
                 self._metrics.rate_limited.inc(self._platform)
-                chat.blocked_until = max(chat.blocked_until, self._clock() + exc.retry_after)
-                log.warning(
-                    "%s %s rate limited in %s (attempt %d): retry after %.2fs",
-                    self._platform,
-                    kind,
-                    key,
-                    attempt,
-                    exc.retry_after,
-                )
+                delay = RETRY_BACKOFF.delay(attempt, at_least=exc.retry_after)
+                chat.blocked_until = max(chat.blocked_until, self._clock() + delay)
                 if kind in ("typing", "react"):
+                    log.info("%s %s in %s skipped: rate limited", self._platform, kind, key)
                     return None
+                what = f"{self._platform} {kind} in {key}"
+                log_retry(log, what, "rate limited", attempt=attempt, delay=delay)
         log.error("%s %s in %s gave up after %d attempts", self._platform, kind, key, MAX_ATTEMPTS)
         return None
 

@@ -9,20 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from adapters.base import InboundMessage
+from adapters.common.commands import COMMANDS, is_command_name
 from gateway.policy import AdapterPolicy
 from runtime.agent_runtime import AgentRuntime
 from runtime.errors import AgentRuntimeError
 
-COMMANDS: dict[str, str] = {
-    "new": "start a fresh conversation",
-    "topic": "/topic NAME switches to a saved topic (created if new); /topic shows the current one",
-    "topics": "list your saved topics",
-    "title": "/title TEXT renames this conversation; /title shows it",
-    "stop": "stop the reply in progress",
-    "status": "agent, model, topic and token use",
-    "compact": "summarise older turns to free context",
-    "help": "this list",
-}
 _COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@(\S+))?(?:\s+(.*))?$", re.DOTALL)
 
 
@@ -39,14 +30,14 @@ def parse_command(text: str) -> Command | None:
     if match is None:
         return None
     name = match.group(1).lower()
-    if name not in COMMANDS and name != "start":
+    if not is_command_name(name):
         return None
     return Command(name=name, arg=(match.group(3) or "").strip(), addressee=match.group(2))
 
 
 def help_text() -> str:
     lines = ["Talk to me in plain text. Commands:"]
-    lines += [f"/{name} - {what}" for name, what in COMMANDS.items()]
+    lines += [f"/{name} - {info.help}" for name, info in COMMANDS.items()]
     return "\n".join(lines)
 
 

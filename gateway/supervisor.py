@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass
 
 from adapters.base import Adapter, InboundSink
 from adapters.errors import CredentialsRejected
+from runtime.backoff import Backoff, log_retry
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ async def supervise(
     healthy_after: float = 30.0,
 ) -> None:
     name = entry.adapter.name
+    backoff = Backoff(base=base_delay, cap=max_delay)
     while True:
         started = time.monotonic()
         try:
@@ -49,14 +50,7 @@ async def supervise(
             if time.monotonic() - started >= healthy_after:
                 entry.attempts = 0  # it had been up a while: start the backoff over
             entry.attempts += 1
-            delay = min(max_delay, base_delay * 2 ** (entry.attempts - 1))
-            delay *= random.uniform(0.8, 1.2)
-            log.warning(
-                "%s adapter lost its connection (%s: %s); reconnecting in %.1fs (attempt %d)",
-                name,
-                type(exc).__name__,
-                exc,
-                delay,
-                entry.attempts,
-            )
+            delay = backoff.delay(entry.attempts)
+            reason = f"{type(exc).__name__}: {exc}"
+            log_retry(log, f"{name} adapter", reason, attempt=entry.attempts, delay=delay)
             await asyncio.sleep(delay)
