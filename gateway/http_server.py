@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.metrics import Metrics
+from gateway.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,4 +69,4 @@ class HttpServer:
         )
 
     async def _metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._metrics.render(), content_type="text/plain")
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})

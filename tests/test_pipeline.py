@@ -36,7 +36,7 @@ async def test_a_direct_message_gets_a_streamed_reply() -> None:
         await r.adapter.wait_for(lambda: any(not a for _, _, a in r.adapter.typing_calls))
         assert r.adapter.typing_calls[0][2] is True  # typing shown, then cleared at Done
         assert r.pipeline.metrics.runs.value("mem") == 1
-        assert r.pipeline.metrics.first_visible.samples
+        assert r.pipeline.metrics.first_visible.count("mem") == 1
 
 
 async def test_bots_and_unaddressed_group_messages_are_ignored() -> None:
