@@ -4,7 +4,6 @@ AgentRuntimeError                 root of everything the runtime raises on purpo
 ├── UnknownAgentError             a message named an agent that is not registered
 ├── UnknownConversationError      an id that the router does not hold
 ├── ConversationBusyError         an operation that needs an idle conversation
-├── ToolError                     a tool failed (its text is fed back to the model)
 ├── StorageError                  the SQLite store could not be opened or written
 └── ProviderError                 a model provider failed
     ├── ProviderAuthError         the provider refused the API key (401/403)
@@ -29,10 +28,6 @@ class UnknownConversationError(AgentRuntimeError):
 
 
 class ConversationBusyError(AgentRuntimeError):
-    pass
-
-
-class ToolError(AgentRuntimeError):
     pass
 
 

@@ -45,9 +45,6 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
-    def get(self, name: str) -> Tool | None:
-        return self._tools.get(name)
-
     def for_agent(self, names: Iterable[str]) -> dict[str, Tool]:
         """The agent's tools by name; unknown names raise so config errors surface early."""
         selected: dict[str, Tool] = {}
