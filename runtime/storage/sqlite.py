@@ -12,28 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from runtime.errors import StorageError
-from runtime.history import (
-    CompactMarker,
-    Entry,
-    StoredEntry,
-    entry_from_dict,
-    entry_to_dict,
-    rebuild_context,
-)
+from runtime.history import CompactMarker, Entry, StoredEntry, rebuild_context
 from runtime.storage.base import (
     InboxRecord,
     InboxState,
@@ -41,13 +31,22 @@ from runtime.storage.base import (
     SessionRecord,
     check_settled_state,
 )
+from runtime.storage.codec import (
+    INBOX_COLUMNS,
+    SESSION_COLUMNS,
+    decode_entry,
+    encode_archive,
+    encode_entry,
+    encode_marker,
+    inbox_record,
+    session_record,
+    session_values,
+)
 from runtime.storage.schema import LATEST_VERSION, pending
 
 _log = logging.getLogger(__name__)
 
 _MEMORY = ":memory:"
-_SESSION_FIELDS = ("id", "agent", "sender", "topic_key", "title", "created_at", "updated_at")
-_SESSION_COLUMNS = ", ".join(_SESSION_FIELDS)
 
 
 class SqliteStorage:
@@ -206,9 +205,7 @@ class SqliteStorage:
             if isinstance(entry, CompactMarker):
                 data = await self._write_archive(db, session_id, entry, now)
             else:
-                data = _encode(
-                    partial(entry_to_dict, entry), f"entry {seq} of session {session_id!r}"
-                )
+                data = encode_entry(entry, f"entry {seq} of session {session_id!r}")
             await db.execute(
                 "INSERT INTO entries (session_id, seq, kind, data, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -220,18 +217,14 @@ class SqliteStorage:
     ) -> str:
         """Store the marker's archived entries and summary; return the marker's entry
         JSON, which points at the archive instead of repeating the archived entries."""
-        archived = _encode(
-            lambda: [entry_to_dict(e) for e in marker.archived],
-            f"the archive of session {session_id!r}",
-        )
+        archived = encode_archive(marker, f"the archive of session {session_id!r}")
         cursor = await db.execute(
             "INSERT INTO archives (session_id, summary, entries, created_at) VALUES (?, ?, ?, ?)",
             (session_id, marker.summary, archived, now),
         )
-        bare = dataclasses.replace(marker, archived=())
-        return _encode(
-            lambda: {**entry_to_dict(bare), "archive_id": cursor.lastrowid},
-            f"the compact marker of session {session_id!r}",
+        assert cursor.lastrowid is not None  # an INSERT into a rowid table sets it
+        return encode_marker(
+            marker, cursor.lastrowid, f"the compact marker of session {session_id!r}"
         )
 
     async def load_entries(self, session_id: str) -> list[StoredEntry]:
@@ -246,17 +239,8 @@ class SqliteStorage:
         return [self._decode(session_id, seq, data, archived) for seq, data, archived in rows]
 
     def _decode(self, session_id: str, seq: int, data: str, archived: str | None) -> StoredEntry:
-        try:
-            fields = json.loads(data)
-            if archived is not None:
-                fields["archived"] = json.loads(archived)
-            fields.pop("archive_id", None)
-            return entry_from_dict(fields)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StorageError(
-                f"The storage file {self._path!r} holds an unreadable entry {seq} "
-                f"of session {session_id!r}: {exc!r}."
-            ) from exc
+        where = f"Entry {seq} of session {session_id!r} in the storage file {self._path!r}"
+        return decode_entry(data, archived, where)
 
     async def load_context(self, session_id: str) -> list[Entry]:
         return rebuild_context(await self.load_entries(session_id))
@@ -276,31 +260,31 @@ class SqliteStorage:
     async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self._use("read a session") as db:
             rows = await _rows(
-                db, f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", session_id
+                db, f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", session_id
             )
-        return _session(rows[0]) if rows else None
+        return session_record(rows[0]) if rows else None
 
     async def find_session(self, agent: str, sender: str, topic_key: str) -> SessionRecord | None:
         async with self._use("find a session") as db:
             rows = await _rows(
                 db,
-                f"SELECT {_SESSION_COLUMNS} FROM sessions"
+                f"SELECT {SESSION_COLUMNS} FROM sessions"
                 " WHERE agent = ? AND sender = ? AND topic_key = ?"
                 " ORDER BY updated_at DESC, rowid DESC LIMIT 1",
                 agent,
                 sender,
                 topic_key,
             )
-        return _session(rows[0]) if rows else None
+        return session_record(rows[0]) if rows else None
 
     async def list_sessions(self, agent: str, sender: str) -> list[SessionRecord]:
         async with self._use("list sessions") as db:
             rows = await db.execute_fetchall(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE agent = ? AND sender = ?"
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE agent = ? AND sender = ?"
                 " ORDER BY updated_at DESC, rowid DESC",
                 (agent, sender),
             )
-        return [_session(row) for row in rows]
+        return [session_record(row) for row in rows]
 
     # -- router state, bindings -----------------------------------------------------------
 
@@ -368,10 +352,10 @@ class SqliteStorage:
     async def unanswered_inbound(self) -> list[InboxRecord]:
         async with self._use("read the unanswered inbox") as db:
             rows = await db.execute_fetchall(
-                "SELECT id, platform, payload, state, accepted_at FROM inbox"
+                f"SELECT {INBOX_COLUMNS} FROM inbox"
                 " WHERE state = 'accepted' ORDER BY accepted_at, rowid"
             )
-        return [_inbox_record(row) for row in rows]
+        return [inbox_record(row) for row in rows]
 
     async def prune_inbound(self, before: float) -> int:
         async with self._use("prune the inbox") as db:
@@ -409,11 +393,11 @@ async def _upsert_session(db: aiosqlite.Connection, session: SessionRecord) -> N
     # A commit without a title never erases one set meanwhile (by /title or the
     # background title task).
     await db.execute(
-        f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET"
         " title = COALESCE(excluded.title, sessions.title),"
         " updated_at = excluded.updated_at",
-        tuple(getattr(session, name) for name in _SESSION_FIELDS),
+        session_values(session),
     )
 
 
@@ -430,13 +414,6 @@ async def _scalar(db: aiosqlite.Connection, sql: str, *params: object) -> Any:
     return rows[0][0] if rows else None
 
 
-def _encode(build: Callable[[], object], what: str) -> str:
-    try:
-        return json.dumps(build(), ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise StorageError(f"Could not encode {what} as JSON for storage: {exc}.") from exc
-
-
 def _open_failure(path: str, exc: BaseException) -> str:
     """Why ``path`` did not open, in words; only called once opening has failed."""
     target = Path(path)
@@ -451,14 +428,3 @@ def _open_failure(path: str, exc: BaseException) -> str:
     if not os.access(target.parent, os.W_OK):
         return f"permission denied in its directory {target.parent}"
     return str(exc)
-
-
-def _inbox_record(row: sqlite3.Row) -> InboxRecord:
-    ident, platform, payload, state, accepted_at = row
-    return InboxRecord(
-        id=ident, platform=platform, payload=payload, state=state, accepted_at=accepted_at
-    )
-
-
-def _session(row: sqlite3.Row) -> SessionRecord:
-    return SessionRecord(**dict(zip(_SESSION_FIELDS, row, strict=True)))
