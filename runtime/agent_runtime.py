@@ -32,6 +32,7 @@ from runtime.router import Router
 from runtime.run import Run
 from runtime.storage.base import EventRecord, RunCommit, Storage
 from runtime.titles import clean_title, generate_title, title_seed
+from runtime.transcript import Turn, join_log, visible_turns
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class AgentRuntime:
         self._run_listeners: list[RunListener] = []
         self._title_listeners: list[TitleListener] = []
         self._accepting = True
+        # Token use of scratch conversations, which never reach the usage table.
+        self._scratch_usage: dict[str, tuple[int, int]] = {}
+        self._scratch_usage_pruned_at = 0
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -174,6 +178,8 @@ class AgentRuntime:
         conv = run.conversation
         conv.run = None
         self._runs.discard(run)
+        if conv.is_tmp:
+            self._count_scratch_usage(run)
         if conv.steering and self._accepting and self.router.is_routed(conv):
             self._start_run(conv, agent, None)
         self._maybe_title(conv, agent)
@@ -251,6 +257,36 @@ class AgentRuntime:
         if dropped is not None and dropped.run is not None:
             dropped.run.cancel()
 
+    async def save_scratch(self, agent: str, sender: str, key: str) -> Conversation | None:
+        """Keep the sender's scratch conversation as the saved topic ``key`` (history and
+        title copied, not active) and empty the scratch slot, so leaving a scratch chat
+        does not lose it. None when there is nothing to keep or no storage to keep it in."""
+        self.agents.get(agent)
+        scratch = next(
+            (
+                c
+                for c in self.router.conversations()
+                if c.is_tmp and (c.agent, c.sender) == (agent, sender)
+            ),
+            None,
+        )
+        if scratch is None or not scratch.history or self.storage is None:
+            return None
+        if scratch.run is not None:
+            raise ConversationBusyError("The agent is still replying; wait for it or /stop first.")
+        if await self.storage.find_session(agent, sender, key) is not None:
+            raise AgentRuntimeError(f"A topic named {key!r} already exists.")
+        active = self.router.active_key(agent, sender)
+        topic = await self.router.switch_topic(agent, sender, key)
+        for entry in scratch.history:
+            topic.append(entry)
+        topic.title = scratch.title
+        await self._persist(topic)
+        await self.router.new(agent, sender)  # drops the scratch, deactivates ``key``
+        if active is not None:
+            await self.router.switch_topic(agent, sender, active)
+        return topic
+
     async def close(self, conversation_id: str) -> None:
         conv = self.router.get(conversation_id)
         self.router.remove(conv)
@@ -302,11 +338,35 @@ class AgentRuntime:
             )
         return sorted(found.values(), key=lambda t: t.updated_at, reverse=True)
 
+    def _count_scratch_usage(self, run: Run) -> None:
+        conv_id = run.conversation.id
+        prompt, completion = self._scratch_usage.get(conv_id, (0, 0))
+        prompt += sum(u.prompt_tokens for u in run.usage)
+        completion += sum(u.completion_tokens for u in run.usage)
+        self._scratch_usage[conv_id] = (prompt, completion)
+        # Forget dropped or evicted scratch conversations; amortised over many runs.
+        if len(self._scratch_usage) > 2 * self._scratch_usage_pruned_at + 64:
+            for stale in [i for i in self._scratch_usage if self.router.find(i) is None]:
+                del self._scratch_usage[stale]
+            self._scratch_usage_pruned_at = len(self._scratch_usage)
+
+    async def transcript(self, conv: Conversation) -> list[Turn]:
+        """The conversation's visible turns (user and assistant text), read-only."""
+        if conv.is_tmp or self.storage is None:
+            return visible_turns(list(conv.history))
+        stored = await self.storage.load_entries(conv.id)
+        return visible_turns(join_log(stored, list(conv.pending)))
+
     async def status(self, conv: Conversation) -> ConversationStatus:
         prompt = completion = 0
         if not conv.is_tmp and self.storage is not None:
             prompt, completion = await self.storage.usage_totals(conv.id)
-        for usage in conv.pending_usage:
+        if conv.is_tmp:
+            prompt, completion = self._scratch_usage.get(conv.id, (0, 0))
+            in_flight = conv.run.usage if conv.run is not None else []
+        else:
+            in_flight = conv.pending_usage
+        for usage in in_flight:
             prompt += usage.prompt_tokens
             completion += usage.completion_tokens
         return ConversationStatus(
