@@ -69,7 +69,10 @@ class Gateway:
         install_redaction(collect_secrets(self.config))
         await self.storage.open()
         for name, cfg in self.config.providers.items():
-            self.providers[name] = self._provider_overrides.get(name) or build_provider(name, cfg)
+            source = self.config.notes.key_sources.get(name)
+            self.providers[name] = self._provider_overrides.get(name) or build_provider(
+                name, cfg, api_key_source=source
+            )
         specs = [agent_spec(name, cfg) for name, cfg in self.config.agents.items()]
         runtime = AgentRuntime(AgentRegistry(specs, self.providers, self._tools), self.storage)
         self.runtime = runtime

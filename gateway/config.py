@@ -223,12 +223,15 @@ class LoadNotes:
 
     ``providers`` and ``adapters`` map a name to a short reason ("auto: OPENAI_API_KEY
     set"); ``echo_fallback`` names the ``kind = "auto"`` providers that found no model key.
+    ``key_sources`` maps a provider to the environment variable its API key came from
+    (``OPENAI_API_KEY``), so error hints name the setting actually in use.
     """
 
     source: Path | None = None
     providers: Mapping[str, str] = field(default_factory=dict)
     adapters: Mapping[str, str] = field(default_factory=dict)
     echo_fallback: tuple[str, ...] = ()
+    key_sources: Mapping[str, str] = field(default_factory=dict)
 
 
 class GatewayConfig(Section):

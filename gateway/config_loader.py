@@ -211,7 +211,25 @@ def _resolve(
         providers=provider_notes,
         adapters=adapter_notes,
         echo_fallback=echo_fallback,
+        key_sources=_key_sources(data, sources, provider_notes),
     )
+
+
+def _key_sources(
+    data: Table, sources: Mapping[str, str], auto: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment variable each provider's API key came from: the one ``kind =
+    "auto"`` took, or the one ``${VAR}`` named; a key written in the file has none."""
+    prefixes = {kind: prefix for kind, prefix, _ in _AUTO_KINDS}
+    found: dict[str, str] = {}
+    for name, section in _tables(data.get("providers")):
+        kind = section.get("kind")
+        where = f"providers.{_join('', name)}.api_key"
+        if name in auto and isinstance(kind, str) and kind in prefixes:
+            found[name] = f"{prefixes[kind]}_API_KEY"
+        elif where in sources:
+            found[name] = sources[where]
+    return found
 
 
 def _resolve_providers(

@@ -28,6 +28,7 @@ from gateway.metrics import Metrics
 from runtime.events import (
     Compacted,
     Done,
+    ModelRetrying,
     RunEvent,
     TextDelta,
     TextEnd,
@@ -46,6 +47,14 @@ from runtime.run import Run
 log = logging.getLogger(__name__)
 
 FAILED_REPLY = "Sorry, the reply failed. Please send your message again."
+# Where the person chatting runs the gateway, so an error also shows the operator's fix.
+OPERATOR_PLATFORMS = frozenset({"webchat"})
+RETRYING_STATUS = {
+    "rate_limited": "_The model is busy; retrying\u2026_",
+    "server_error": "_The model service is having trouble; retrying\u2026_",
+    "unreachable": "_Can't reach the model yet; retrying\u2026_",
+    "stream_broken": "_The model's answer broke off; retrying\u2026_",
+}
 NO_REPLY = "(no reply)"
 MAX_ITERATIONS_NOTE = "I stopped after too many steps without a final answer."
 STOPPED_NOTE = "(stopped)"
@@ -139,6 +148,10 @@ class ReplyRenderer:
                 self._status = ""
             case Compacted(status=status, detail=detail) if status != "compacted":
                 self._notes.append(f"_{detail}_")
+            case ModelRetrying(cause=cause):
+                # Shown where the reply will appear; TextStart replaces it.
+                self._status = RETRYING_STATUS[cause]
+                self._dirty.set()
             case Done():
                 self._finish(event)
             case (
@@ -165,7 +178,9 @@ class ReplyRenderer:
         body = self.body()
         if done.reason == "error":
             log.warning("run %s failed: %s", self._run.id, done.error)
-            self._notes.append(FAILED_REPLY)
+            self._notes.append(done.error or FAILED_REPLY)
+            if done.error_hint and self._adapter.name in OPERATOR_PLATFORMS:
+                self._notes.append(f"Fix: {done.error_hint}")
         elif done.reason == "cancelled":
             self._notes.append(STOPPED_NOTE)
         elif done.reason == "max_iterations":

@@ -22,12 +22,16 @@ def secret(value: Any) -> str:
     return "" if value is None else str(value.get_secret_value())
 
 
-def build_provider(name: str, cfg: ProviderConfig) -> ModelProvider:
+def build_provider(
+    name: str, cfg: ProviderConfig, *, api_key_source: str | None = None
+) -> ModelProvider:
+    """``api_key_source``: the environment variable the key came from, if any."""
     return create_provider(
         cfg.kind,
         name,
         base_url=cfg.base_url,
         api_key=secret(cfg.api_key),
+        api_key_source=api_key_source,
         max_retries=cfg.max_retries,
         backoff_base=cfg.backoff_base,
         word_delay=cfg.word_delay,

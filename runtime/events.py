@@ -108,10 +108,25 @@ class TitleChanged:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ModelRetrying:
+    """The model call failed before its first token and is retried in ``delay`` seconds
+    (``attempt`` is the attempt that failed). A UI shows a short status until content
+    arrives."""
+
+    kind: Literal["model_retrying"] = "model_retrying"
+    attempt: int
+    delay: float
+    cause: Literal["unreachable", "rate_limited", "server_error", "stream_broken"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Done:
     kind: Literal["done"] = "done"
     reason: StopReason
-    error: str | None = None  # set when reason == "error"
+    error: str | None = None  # set when reason == "error": one short sentence for the user
+    # The operator's fix for ``error``, naming the setting in use; shown only where the
+    # user is the operator (the web chat).
+    error_hint: str | None = None
     text: str = ""  # the final assistant text of the run, if any
 
     @property
@@ -135,5 +150,6 @@ RunEvent = (
     | ToolCallsComplete
     | UserSteered
     | Compacted
+    | ModelRetrying
     | Done
 )

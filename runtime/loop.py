@@ -23,6 +23,7 @@ from runtime.conversation import Conversation
 from runtime.errors import ProviderError
 from runtime.events import (
     Done,
+    ModelRetrying,
     TextDelta,
     TextEnd,
     TextStart,
@@ -38,6 +39,8 @@ from runtime.events import (
 from runtime.history import AssistantEntry, ToolCall, ToolResultEntry
 from runtime.providers.base import (
     ModelRequest,
+    ProviderEvent,
+    RetryNotice,
     TextChunk,
     ThinkingChunk,
     ToolCallReady,
@@ -122,7 +125,8 @@ class AgentLoop:
                 )
             self._call = None
             log.warning("model call failed for agent %s: %s", spec.name, exc)
-            return Done(reason="error", error=str(exc), text=partial)
+            hint = exc.hint or None
+            return Done(reason="error", error=exc.user_message, error_hint=hint, text=partial)
         self._close_segment(state)
         self._call = None
         text = "".join(state.text)
@@ -143,7 +147,7 @@ class AgentLoop:
     def _on_provider_event(
         self,
         state: _CallState,
-        event: TextChunk | ThinkingChunk | ToolCallStarted | ToolCallReady | UsageReport,
+        event: ProviderEvent,
     ) -> None:
         match event:
             case TextChunk(text=text):
@@ -165,6 +169,8 @@ class AgentLoop:
                     self._run.emit(ToolCallsBegin(names=(name,)))
             case ToolCallReady():
                 state.calls.append(event)
+            case RetryNotice(attempt=attempt, delay=delay, cause=cause):
+                self._run.emit(ModelRetrying(attempt=attempt, delay=delay, cause=cause))
             case UsageReport():
                 usage = UsageRecord(
                     model=self._agent.spec.model,

@@ -27,6 +27,7 @@ from runtime.providers.anthropic import AnthropicProvider
 from runtime.providers.base import (
     ModelRequest,
     ProviderEvent,
+    RetryNotice,
     TextChunk,
     ThinkingChunk,
     ToolCallReady,
@@ -239,7 +240,9 @@ async def test_in_stream_overload_before_any_content_is_retried(
 
     events = await collect(provider, ask())
 
-    assert events[0] == TextChunk(text="ok")
+    assert isinstance(events[0], RetryNotice)
+    assert events[0].cause == "server_error"
+    assert events[1] == TextChunk(text="ok")
     assert len(llm_server.requests) == 2
 
 
@@ -278,7 +281,10 @@ async def test_429_then_success(provider: AnthropicProvider, llm_server: FakeLLM
 
     events = await collect(provider, ask())
 
-    assert events[0] == TextChunk(text="ok")
+    assert events[:2] == [
+        RetryNotice(attempt=1, delay=0.0, cause="rate_limited"),
+        TextChunk(text="ok"),
+    ]
     assert len(llm_server.requests) == 2
 
 
@@ -325,3 +331,41 @@ async def test_fake_refuses_a_tool_use_left_unanswered(
 
     with pytest.raises(ProviderError, match="toolu_9"):
         await collect(provider, ModelRequest(model="claude-test", system="", messages=history))
+
+
+async def test_sequential_calls_reuse_one_connection(
+    provider: AnthropicProvider, llm_server: FakeLLMServer
+) -> None:
+    for i in range(5):
+        llm_server.script(Script(steps=[Text(f"reply {i}")]))
+        events = await collect(provider, ask())
+        assert events[0] == TextChunk(text=f"reply {i}")
+
+    assert len(llm_server.requests) == 5
+    assert llm_server.connections == 1
+
+
+async def test_a_complete_json_message_is_accepted(
+    provider: AnthropicProvider, llm_server: FakeLLMServer
+) -> None:
+    script = Script(
+        steps=[
+            Reasoning("hmm"),
+            Text("Checking."),
+            Call("get_time", '{"tz": "UTC"}', id="toolu_1"),
+            Usage(20, 9),
+        ],
+        json_reply=True,
+    )
+    llm_server.script(script)
+
+    events = await collect(provider, ask())
+
+    assert events == [
+        ThinkingChunk(text="hmm"),
+        TextChunk(text="Checking."),
+        ToolCallStarted(index=0, name="get_time"),
+        ToolCallReady(index=0, id="toolu_1", name="get_time", arguments='{"tz": "UTC"}'),
+        UsageReport(prompt_tokens=20, completion_tokens=9),
+    ]
+    assert len(llm_server.requests) == 1  # accepted at once, not four failed attempts

@@ -14,6 +14,7 @@ from runtime.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderModelError,
+    ProviderRequestError,
     ProviderStreamError,
     ProviderUnavailableError,
 )
@@ -30,6 +31,7 @@ from runtime.prompts import SUMMARY_PREFIX
 from runtime.providers.base import (
     ModelRequest,
     ProviderEvent,
+    RetryNotice,
     TextChunk,
     ThinkingChunk,
     ToolCallReady,
@@ -37,7 +39,7 @@ from runtime.providers.base import (
     UsageReport,
 )
 from runtime.providers.http_retry import RetryPolicy
-from runtime.providers.openai import OpenAIProvider
+from runtime.providers.openai import OpenAIProvider, _Parser
 from runtime.tools import ToolSpec
 from tests.fakes.llm_server import (
     Call,
@@ -243,7 +245,10 @@ async def test_429_is_retried_after_retry_after(
     with caplog.at_level(logging.WARNING, logger="runtime.providers.http_retry"):
         events = await collect(provider, ask())
 
-    assert events[0] == TextChunk(text="ok")
+    assert events[:2] == [
+        RetryNotice(attempt=1, delay=0.0, cause="rate_limited"),
+        TextChunk(text="ok"),
+    ]
     assert len(llm_server.requests) == 2
     (record,) = caplog.records
     assert record.levelno == logging.WARNING
@@ -312,10 +317,8 @@ async def test_connect_error_is_retried_then_fails(caplog: pytest.LogCaptureFixt
 
     assert "providers.local.base_url" in str(info.value)
     assert isinstance(info.value.__cause__, httpx.ConnectError)
-    assert [r.getMessage().split(" failed")[0] for r in caplog.records] == [
-        "Provider 'local': attempt 1 of 3",
-        "Provider 'local': attempt 2 of 3",
-    ]
+    assert [r.getMessage().split("(attempt ")[1] for r in caplog.records] == ["1 of 3)", "2 of 3)"]
+    assert all(r.getMessage().startswith("Provider 'local' stream failed") for r in caplog.records)
 
 
 async def test_401_names_the_setting_to_fix(
@@ -352,7 +355,7 @@ async def test_other_4xx_carries_the_server_message(
     with pytest.raises(ProviderError) as info:
         await collect(provider, ask())
 
-    assert type(info.value) is ProviderError
+    assert type(info.value) is ProviderRequestError
     assert "HTTP 400" in str(info.value)
     assert "messages: too many images" in str(info.value)
 
@@ -377,7 +380,9 @@ async def test_drop_before_first_token_is_retried(
 
     events = await collect(provider, ask())
 
-    assert events[0] == TextChunk(text="ok")
+    assert isinstance(events[0], RetryNotice)
+    assert events[0].cause == "unreachable"
+    assert events[1] == TextChunk(text="ok")
     assert len(llm_server.requests) == 2
 
 
@@ -427,7 +432,9 @@ async def test_read_timeout_before_first_token_is_retried(llm_server: FakeLLMSer
         gate.set()
         await provider.aclose()
 
-    assert events[0] == TextChunk(text="fast")
+    assert isinstance(events[0], RetryNotice)
+    assert events[0].cause == "unreachable"  # no answer within the read timeout
+    assert events[1] == TextChunk(text="fast")
     assert len(llm_server.requests) == 2
 
 
@@ -484,3 +491,57 @@ async def test_fake_refuses_a_tool_call_left_unanswered(
         await collect(provider, ModelRequest(model="gpt-test", system="", messages=history))
 
     assert llm_server.pending_scripts == 1
+
+
+async def test_sequential_calls_reuse_one_connection(
+    provider: OpenAIProvider, llm_server: FakeLLMServer
+) -> None:
+    for i in range(5):
+        llm_server.script(Script(steps=[Text(f"reply {i}")]))
+        events = await collect(provider, ask())
+        assert events[0] == TextChunk(text=f"reply {i}")
+
+    assert len(llm_server.requests) == 5
+    assert llm_server.connections == 1
+
+
+async def test_a_complete_json_answer_is_accepted(
+    provider: OpenAIProvider, llm_server: FakeLLMServer
+) -> None:
+    script = Script(
+        steps=[
+            Reasoning("thinking"),
+            Text("Let me check."),
+            Call("get_time", '{"tz": "UTC"}', id="call_1"),
+            Usage(12, 7),
+        ],
+        json_reply=True,
+    )
+    llm_server.script(script)
+
+    events = await collect(provider, ask())
+
+    assert events == [
+        ThinkingChunk(text="thinking"),
+        TextChunk(text="Let me check."),
+        ToolCallStarted(index=0, name="get_time"),
+        ToolCallReady(index=0, id="call_1", name="get_time", arguments='{"tz": "UTC"}'),
+        UsageReport(prompt_tokens=12, completion_tokens=7),
+    ]
+    assert len(llm_server.requests) == 1  # accepted at once, not retried
+
+
+async def test_sse_split_anywhere_and_crlf_lines_parse_the_same() -> None:
+    body = (
+        'data: {"choices":[{"index":0,"delta":{"content":"hé"}}]}\r\n\r\n'
+        ": keep-alive\r\n\r\n"
+        'data: {"choices":[{"index":0,"delta":{"content":"llo"}}]}\r\n\r\n'
+        "data: [DONE]\r\n\r\n"
+    ).encode()
+    for size in (1, 2, 3, 7, len(body)):
+        parser = _Parser()
+        events: list[ProviderEvent] = []
+        for start in range(0, len(body), size):
+            events.extend(parser.feed(body[start : start + size]))
+        events.extend(parser.finish())
+        assert events == [TextChunk(text="h\u00e9"), TextChunk(text="llo")], size

@@ -7,8 +7,6 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
-import httpx
-
 from runtime.history import (
     AssistantEntry,
     Entry,
@@ -28,13 +26,8 @@ from runtime.providers.base import (
     ToolCallStarted,
     UsageReport,
 )
-from runtime.providers.http_retry import (
-    HttpProvider,
-    StreamBroken,
-    StreamCall,
-    iter_sse,
-    load_json,
-)
+from runtime.providers.body import BodyParser, StreamBroken, load_json
+from runtime.providers.http_retry import HttpProvider
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -48,18 +41,13 @@ class AnthropicProvider(HttpProvider):
     default_base_url = DEFAULT_BASE_URL
 
     def stream(self, request: ModelRequest) -> AsyncGenerator[ProviderEvent, None]:
-        call = StreamCall(
-            provider=self.name,
-            model=request.model,
-            url=f"{self.base_url}/v1/messages",
-            headers={
-                "x-api-key": self._api_key,
-                "anthropic-version": API_VERSION,
-                "accept": "text/event-stream",
-            },
-            body=request_body(request),
-        )
-        return self._stream(call, _parse)
+        headers = {
+            "x-api-key": self._api_key,
+            "anthropic-version": API_VERSION,
+            "accept": "text/event-stream",
+        }
+        body = request_body(request)
+        return self._stream(request.model, "/v1/messages", headers, body, _Parser)
 
 
 def request_body(request: ModelRequest) -> dict[str, Any]:
@@ -155,40 +143,53 @@ class _PendingCall:
     arguments: list[str] = field(default_factory=list)
 
 
-class _StreamState:
-    """Folds Messages stream events into provider events."""
+class _Parser(BodyParser):
+    """Folds Messages stream events (or one complete ``message``) into provider events."""
+
+    terminator = "message_stop"
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: dict[int, _PendingCall] = {}  # by content block index
         self.input_tokens = 0
         self.output_tokens = 0
-        self.stopped = False
 
-    def feed(self, data: dict[str, Any]) -> list[ProviderEvent]:
-        kind = data.get("type")
-        if kind == "message_start":
-            usage = (data.get("message") or {}).get("usage") or {}
+    def on_event(self, event: str, data: bytes, out: list[ProviderEvent]) -> None:
+        payload = load_json(data)
+        kind = payload.get("type")
+        if kind == "content_block_delta":
+            self._block_delta(int(payload.get("index", 0)), payload.get("delta") or {}, out)
+        elif kind == "content_block_start":
+            block = payload.get("content_block") or {}
+            self._block_start(int(payload.get("index", 0)), block, out)
+        elif kind == "message_start":
+            usage = (payload.get("message") or {}).get("usage") or {}
             self._input_usage(usage)
             self.output_tokens = int(usage.get("output_tokens") or 0)
-        elif kind == "content_block_start":
-            return self._block_start(int(data.get("index", 0)), data.get("content_block") or {})
-        elif kind == "content_block_delta":
-            return self._block_delta(int(data.get("index", 0)), data.get("delta") or {})
         elif kind == "message_delta":
-            usage = data.get("usage") or {}
+            usage = payload.get("usage") or {}
             self._input_usage(usage)
             self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
         elif kind == "message_stop":
-            self.stopped = True
+            self.done = True
         elif kind == "error":
-            error = data.get("error") or {}
-            error_type = str(error.get("type") or "error")
-            raise StreamBroken(
-                f"the server reported {error_type}: {error.get('message', 'no details')}",
-                retryable=error_type in _RETRYABLE_ERRORS,
-            )
+            raise _reported(payload)
         # ping, content_block_stop and event types added later need no action.
-        return []
+
+    def on_message(self, message: dict[str, Any]) -> list[ProviderEvent]:
+        """A complete ``message`` (a proxy that does not stream): its content blocks
+        read as started blocks, tool inputs as whole JSON."""
+        if message.get("type") == "error":
+            raise _reported(message)
+        out: list[ProviderEvent] = []
+        for index, block in enumerate(message.get("content") or ()):
+            self._block_start(index, block, out)
+            if block.get("type") == "tool_use" and index in self.calls:
+                self.calls[index].arguments.append(json.dumps(block.get("input") or {}))
+        usage = message.get("usage") or {}
+        self._input_usage(usage)
+        self.output_tokens = int(usage.get("output_tokens") or 0)
+        return out
 
     def _input_usage(self, usage: dict[str, Any]) -> None:
         # The prompt size the runtime compacts on includes cached tokens.
@@ -196,31 +197,29 @@ class _StreamState:
         if any(usage.get(p) is not None for p in parts):
             self.input_tokens = sum(int(usage.get(p) or 0) for p in parts)
 
-    def _block_start(self, index: int, block: dict[str, Any]) -> list[ProviderEvent]:
+    def _block_start(self, index: int, block: dict[str, Any], out: list[ProviderEvent]) -> None:
         match block.get("type"):
             case "text" if block.get("text"):
-                return [TextChunk(text=str(block["text"]))]
+                out.append(TextChunk(text=str(block["text"])))
             case "thinking" if block.get("thinking"):
-                return [ThinkingChunk(text=str(block["thinking"]))]
+                out.append(ThinkingChunk(text=str(block["thinking"])))
             case "tool_use":
                 call = _PendingCall(
                     index=len(self.calls), id=str(block.get("id", "")), name=str(block.get("name"))
                 )
                 self.calls[index] = call
-                return [ToolCallStarted(index=call.index, name=call.name)]
-        return []
+                out.append(ToolCallStarted(index=call.index, name=call.name))
 
-    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[ProviderEvent]:
+    def _block_delta(self, index: int, delta: dict[str, Any], out: list[ProviderEvent]) -> None:
         match delta.get("type"):
             case "text_delta" if delta.get("text"):
-                return [TextChunk(text=str(delta["text"]))]
+                out.append(TextChunk(text=str(delta["text"])))
             case "thinking_delta" if delta.get("thinking"):
-                return [ThinkingChunk(text=str(delta["thinking"]))]
+                out.append(ThinkingChunk(text=str(delta["thinking"])))
             case "input_json_delta" if index in self.calls:
                 self.calls[index].arguments.append(str(delta.get("partial_json", "")))
-        return []
 
-    def finish(self) -> list[ProviderEvent]:
+    def on_end(self) -> list[ProviderEvent]:
         events: list[ProviderEvent] = [
             ToolCallReady(
                 index=call.index,
@@ -236,14 +235,13 @@ class _StreamState:
         return events
 
 
-async def _parse(response: httpx.Response) -> AsyncGenerator[ProviderEvent, None]:
-    state = _StreamState()
-    async for sse in iter_sse(response):
-        for event in state.feed(load_json(sse.data)):
-            yield event
-        if state.stopped:
-            break
-    else:
-        raise StreamBroken("the stream ended without message_stop", retryable=True)
-    for event in state.finish():
-        yield event
+def _reported(payload: dict[str, Any]) -> StreamBroken:
+    """An error the server reported in the body (in-stream, or as a 200 JSON answer)."""
+    error = payload.get("error") or {}
+    error_type = str(error.get("type") or "error")
+    retryable = error_type in _RETRYABLE_ERRORS
+    return StreamBroken(
+        f"the server reported {error_type}: {error.get('message', 'no details')}",
+        retryable=retryable,
+        overloaded=retryable,
+    )

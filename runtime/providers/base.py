@@ -4,8 +4,9 @@ A provider turns a ``ModelRequest`` into an async stream of ``ProviderEvent``s. 
 assembles tool-call fragments itself (formats differ) and reports each finished call
 with ``ToolCallReady`` after the text; the agent loop never sees wire formats.
 
-Retries (connect errors, 429, 5xx) happen only before the first event is yielded; after
-that a failure raises ``ProviderStreamError`` and the loop keeps what was streamed.
+Retries (connect errors, 429, 5xx) happen only before the first content event is
+yielded, each announced by a ``RetryNotice`` before its backoff; after that a failure
+raises ``ProviderStreamError`` and the loop keeps what was streamed.
 """
 
 from __future__ import annotations
@@ -64,7 +65,23 @@ class UsageReport:
     completion_tokens: int
 
 
-ProviderEvent = TextChunk | ThinkingChunk | ToolCallStarted | ToolCallReady | UsageReport
+RetryCause = Literal["unreachable", "rate_limited", "server_error", "stream_broken"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryNotice:
+    """The call failed before its first token and is retried after ``delay`` seconds
+    (``attempt`` is the attempt that failed, 1-based). Not content: a UI shows a status."""
+
+    kind: Literal["retry"] = "retry"
+    attempt: int
+    delay: float
+    cause: RetryCause
+
+
+ProviderEvent = (
+    TextChunk | ThinkingChunk | ToolCallStarted | ToolCallReady | UsageReport | RetryNotice
+)
 
 
 class ModelProvider(Protocol):

@@ -22,6 +22,7 @@ _HTTP_KNOBS = frozenset(
         "read_timeout",
         "client",
         "max_concurrency",
+        "api_key_source",
     }
 )
 _ECHO_KNOBS = frozenset({"word_delay"})

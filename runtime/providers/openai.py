@@ -7,8 +7,6 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
-import httpx
-
 from runtime.history import (
     AssistantEntry,
     Entry,
@@ -28,13 +26,8 @@ from runtime.providers.base import (
     ToolCallStarted,
     UsageReport,
 )
-from runtime.providers.http_retry import (
-    HttpProvider,
-    StreamBroken,
-    StreamCall,
-    iter_sse,
-    load_json,
-)
+from runtime.providers.body import BodyParser, StreamBroken, load_json
+from runtime.providers.http_retry import HttpProvider
 from runtime.tools import ToolSpec
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -50,14 +43,8 @@ class OpenAIProvider(HttpProvider):
         # OpenAI-compatible local servers often need no key at all.
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
-        call = StreamCall(
-            provider=self.name,
-            model=request.model,
-            url=f"{self.base_url}/chat/completions",
-            headers=headers,
-            body=request_body(request),
-        )
-        return self._stream(call, _parse)
+        body = request_body(request)
+        return self._stream(request.model, "/chat/completions", headers, body, _Parser)
 
 
 def request_body(request: ModelRequest) -> dict[str, Any]:
@@ -150,16 +137,40 @@ class _PendingCall:
     arguments: list[str] = field(default_factory=list)
 
 
-class _StreamState:
-    """Folds chat-completion chunks into provider events."""
+class _Parser(BodyParser):
+    """Folds chat-completion chunks (or one non-streamed ``chat.completion``) into
+    provider events."""
+
+    terminator = "[DONE]"
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: dict[int, _PendingCall] = {}
         self.usage: UsageReport | None = None
 
-    def feed(self, chunk: dict[str, Any]) -> list[ProviderEvent]:
-        error = chunk.get("error")
-        if isinstance(error, dict):
+    def on_event(self, event: str, data: bytes, out: list[ProviderEvent]) -> None:
+        if data == b"[DONE]" or data.strip() == b"[DONE]":
+            self.done = True
+            return
+        chunk = load_json(data)
+        choices = chunk.get("choices")
+        if choices:
+            choice = choices[0]
+            delta = choice.get("delta")
+            if delta and choice.get("index", 0) == 0:
+                self._delta(delta, out)
+            elif len(choices) > 1:
+                self._other_choices(choices, out)
+        self._extras(chunk)
+
+    def _other_choices(self, choices: list[dict[str, Any]], out: list[ProviderEvent]) -> None:
+        for choice in choices:
+            if choice.get("index", 0) == 0:
+                self._delta(choice.get("delta") or {}, out)
+
+    def _extras(self, chunk: dict[str, Any]) -> None:
+        if "error" in chunk and isinstance(chunk["error"], dict):
+            error = chunk["error"]
             raise StreamBroken(f"the server reported an error: {error.get('message', error)}")
         usage = chunk.get("usage")
         if isinstance(usage, dict):
@@ -167,25 +178,33 @@ class _StreamState:
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
             )
-        events: list[ProviderEvent] = []
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) == 0:
-                events.extend(self._delta(choice.get("delta") or {}))
-        return events
 
-    def _delta(self, delta: dict[str, Any]) -> list[ProviderEvent]:
-        events: list[ProviderEvent] = []
+    def on_message(self, message: dict[str, Any]) -> list[ProviderEvent]:
+        """A ``chat.completion`` answer: its message reads as one whole delta."""
+        self._extras(message)
+        choices = message.get("choices") or ()
+        reply = next((c.get("message") for c in choices if c.get("index", 0) == 0), None)
+        if not isinstance(reply, dict):
+            raise StreamBroken("the JSON answer has no message")
+        calls = reply.get("tool_calls") or ()
+        delta = {**reply, "tool_calls": [{**c, "index": i} for i, c in enumerate(calls)]}
+        out: list[ProviderEvent] = []
+        self._delta(delta, out)
+        return out
+
+    def _delta(self, delta: dict[str, Any], out: list[ProviderEvent]) -> None:
+        content = delta.get("content")
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
-            events.append(ThinkingChunk(text=reasoning))
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            events.append(TextChunk(text=content))
-        for fragment in delta.get("tool_calls") or ():
-            events.extend(self._tool_fragment(fragment))
-        return events
+            out.append(ThinkingChunk(text=reasoning))
+        if content and isinstance(content, str):
+            out.append(TextChunk(text=content))
+        fragments = delta.get("tool_calls")
+        if fragments:
+            for fragment in fragments:
+                self._tool_fragment(fragment, out)
 
-    def _tool_fragment(self, fragment: dict[str, Any]) -> list[ProviderEvent]:
+    def _tool_fragment(self, fragment: dict[str, Any], out: list[ProviderEvent]) -> None:
         index = fragment.get("index")
         if not isinstance(index, int):
             # Some compatible servers omit the index; a new id means a new call.
@@ -201,10 +220,9 @@ class _StreamState:
             call.arguments.append(arguments)
         if call.name and not call.announced:
             call.announced = True
-            return [ToolCallStarted(index=index, name=call.name)]
-        return []
+            out.append(ToolCallStarted(index=index, name=call.name))
 
-    def finish(self) -> list[ProviderEvent]:
+    def on_end(self) -> list[ProviderEvent]:
         events: list[ProviderEvent] = [
             ToolCallReady(
                 index=index,
@@ -217,16 +235,3 @@ class _StreamState:
         if self.usage is not None:
             events.append(self.usage)
         return events
-
-
-async def _parse(response: httpx.Response) -> AsyncGenerator[ProviderEvent, None]:
-    state = _StreamState()
-    async for sse in iter_sse(response):
-        if sse.data.strip() == "[DONE]":
-            break
-        for event in state.feed(load_json(sse.data)):
-            yield event
-    else:
-        raise StreamBroken("the stream ended without [DONE]", retryable=True)
-    for event in state.finish():
-        yield event

@@ -6,7 +6,10 @@ request takes the next script, or, with the queue empty, streams "echo: <last us
 A script is a list of steps streamed in the real APIs' SSE shapes, or an HTTP error with
 each API's error JSON. ``drop_after`` closes the connection mid-body (no terminator);
 ``gate`` holds the stream open before its end until the test sets it (or the server stops).
-Every request is recorded (path, lower-cased headers, JSON body) in ``server.requests``.
+``json_reply`` answers with the API's complete non-streamed JSON message instead (some
+proxies answer a streaming request that way). Every request is recorded (path,
+lower-cased headers, JSON body) in ``server.requests``; ``connections`` counts the TCP
+connections they arrived on (a client that reuses its connection opens one).
 A request body the real API would refuse (a tool call left unanswered, a tool result
 with no call, an empty text block) gets that API's 400 and consumes no script.
 """
@@ -96,6 +99,7 @@ class Script:
     drop_after: int | None = None  # close the connection after this many streamed steps
     gate: asyncio.Event | None = None  # awaited before the stream ends (or the error)
     terminate: bool = True  # False: end the body cleanly but without [DONE]/message_stop
+    json_reply: bool = False  # answer with one complete JSON message, not a stream
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,6 +144,65 @@ def error_body(api: Api, error: HttpError, model: str) -> dict[str, Any]:
         "type": "error",
         "error": {"type": error.code or kind, "message": message},
         "request_id": "req_fake",
+    }
+
+
+def json_message(api: Api, body: dict[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
+    """The API's complete, non-streamed answer made of ``steps`` (text, reasoning, calls)."""
+    text = "".join(s.text for s in steps if isinstance(s, Text))
+    reasoning = "".join(s.text for s in steps if isinstance(s, Reasoning))
+    calls = [s for s in steps if isinstance(s, Call)]
+    usage = next((s for s in steps if isinstance(s, Usage)), Usage(10, 5))
+    model = str(body.get("model", "fake-model"))
+    if api == "openai":
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if reasoning:
+            message["reasoning_content"] = reasoning
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": c.id or f"call_json{i}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for i, c in enumerate(calls)
+            ]
+        finish = "tool_calls" if calls else "stop"
+        return {
+            "id": "chatcmpl-json",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            },
+        }
+    content: list[dict[str, Any]] = []
+    if reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": "c2ln"})
+    if text:
+        content.append({"type": "text", "text": text})
+    content.extend(
+        {
+            "type": "tool_use",
+            "id": c.id or f"toolu_json{i}",
+            "name": c.name,
+            "input": json.loads(c.arguments),
+        }
+        for i, c in enumerate(calls)
+    )
+    return {
+        "id": "msg_json",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if calls else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
     }
 
 
@@ -412,6 +475,7 @@ class _AnthropicWriter(_Writer):
 class FakeLLMServer:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self._peers: set[object] = set()
         self._scripts: deque[Script] = deque()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -422,6 +486,11 @@ class FakeLLMServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def connections(self) -> int:
+        """TCP connections the requests so far arrived on."""
+        return len(self._peers)
 
     @property
     def pending_scripts(self) -> int:
@@ -464,6 +533,9 @@ class FakeLLMServer:
         body = await request.json()
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(RecordedRequest(path=request.path, headers=headers, json=body))
+        if request.transport is not None:
+            # The client's (address, port) names the connection while it is open.
+            self._peers.add(request.transport.get_extra_info("peername"))
         async with self._arrived:
             self._arrived.notify_all()
         problem = openai_problem(body) if api == "openai" else anthropic_problem(body)
@@ -474,6 +546,8 @@ class FakeLLMServer:
             if script.gate is not None and not await self._wait(script.gate):
                 return _dropped(request)
             return self._error_response(api, script.error, body)
+        if script.json_reply:
+            return web.json_response(json_message(api, body, script.steps))
         return await self._stream(request, api, body, script)
 
     def _echo(self, body: dict[str, Any]) -> Script:
