@@ -7,6 +7,12 @@ become ``InboundMessage``s handed to the sink ``run`` stored; the gateway answer
 through send / edit / typing / react / rename, which broadcast JSON frames to the
 client's sockets. The gateway renames only persisted conversations, so a runtime title
 listener also shows the titles of scratch conversations in the page header.
+
+What the page shows is rebuilt from the runtime, never kept in the page: on hello and
+after a command that changes the conversation (``/topic KEY``, ``/new``) the adapter
+sends a ``history`` frame with that conversation's visible turns. Leaving a scratch
+conversation keeps it: before ``/new`` or ``/topic KEY`` its turns are saved as a topic
+named ``chat-<date>-<time>``, listed with the others.
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ import json
 import logging
 import re
 import secrets
+import time
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any, Literal, Protocol, assert_never
+from typing import Any, Protocol, assert_never
 from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from adapters.base import (
     AdapterState,
@@ -37,8 +44,19 @@ from adapters.base import (
     NativeStream,
     SentMessage,
 )
+from adapters.webchat.frames import (
+    CLIENT_FRAME,
+    Frame,
+    HelloFrame,
+    MessageFrame,
+    StopFrame,
+    history_frame,
+    text_frame,
+)
+from adapters.webchat.greeting import agent_card
 from runtime.agent_runtime import AgentRuntime
 from runtime.conversation import Conversation
+from runtime.errors import AgentRuntimeError
 from runtime.events import TitleChanged
 
 log = logging.getLogger(__name__)
@@ -46,41 +64,12 @@ log = logging.getLogger(__name__)
 PLATFORM = "webchat"
 SCOPE_PREFIX = "webchat:user:"
 DEFAULT_USER_NAME = "you"
-MAX_TEXT = 32_000
 SINK_WAIT = 5.0  # a page may connect in the moment between server start and run()
 # Commands after which the page's topic list or header may be out of date.
 _REFRESHING_COMMAND = re.compile(r"^/(topic|topics|new|title)(\s|$)", re.IGNORECASE)
-
-Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-UserName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40)]
-
-
-class _Frame(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class HelloFrame(_Frame):
-    type: Literal["hello"]
-    client_id: Token
-    name: UserName = ""
-    agent: str | None = None
-
-
-class MessageFrame(_Frame):
-    type: Literal["message"]
-    id: Token
-    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
-    agent: str | None = None
-    name: UserName | None = None
-
-
-class StopFrame(_Frame):
-    type: Literal["stop"]
-    agent: str | None = None
-
-
-ClientFrame = Annotated[HelloFrame | MessageFrame | StopFrame, Field(discriminator="type")]
-_CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+# Commands after which the page shows another conversation (a bare /topic only asks).
+_SWITCHING_COMMAND = re.compile(r"^/(new(\s|$)|topic\s+\S)", re.IGNORECASE)
+_NEW_COMMAND = re.compile(r"^/new(\s|$)", re.IGNORECASE)
 
 
 class WebchatSection(Protocol):
@@ -112,9 +101,17 @@ def client_of(sender: str) -> str | None:
 
 
 def inbound_message(
-    client_id: str, text: str, *, message_id: str, user_name: str, agent: str | None
+    client_id: str,
+    text: str,
+    *,
+    message_id: str,
+    user_name: str,
+    agent: str | None,
+    extra: Mapping[str, str] | None = None,
 ) -> InboundMessage:
-    """A page's message as the pipeline sees it: always a direct, addressed message."""
+    """A page's message as the pipeline sees it: always a direct, addressed message.
+    ``extra`` rides on the reply's target, so ``send`` knows what the reply answers."""
+    details = {**(extra or {}), **({"agent": agent} if agent else {})}
     return InboundMessage(
         platform=PLATFORM,
         message_id=f"{client_id}:{message_id}",
@@ -122,9 +119,7 @@ def inbound_message(
         user_id=client_id,
         user_name=user_name or DEFAULT_USER_NAME,
         scope=scope_of(client_id),
-        target=ChatTarget(
-            platform=PLATFORM, chat_id=client_id, extra={"agent": agent} if agent else {}
-        ),
+        target=ChatTarget(platform=PLATFORM, chat_id=client_id, extra=details),
         is_direct=True,
         addressed=True,
         agent=agent,
@@ -233,9 +228,15 @@ class WebchatAdapter:
         body = self._page.replace("__NONCE__", nonce)
         return web.Response(text=body, content_type="text/html", headers=headers)
 
-    def _welcome(self) -> dict[str, Any]:
+    def _welcome(self) -> Frame:
         names = self._runtime.agents.names()
-        return {"type": "welcome", "agents": names, "default_agent": self.default_agent}
+        cards = [agent_card(self._runtime.agents.get(name)) for name in names]
+        return {
+            "type": "welcome",
+            "agents": names,
+            "agent_info": {card["name"]: card for card in cards},
+            "default_agent": self.default_agent,
+        }
 
     async def _serve_socket(self, request: web.Request) -> web.StreamResponse:
         if not same_origin(request):
@@ -269,7 +270,7 @@ class WebchatAdapter:
 
     async def _on_frame(self, session: _Session, data: str) -> None:
         try:
-            frame = _CLIENT_FRAME.validate_json(data)
+            frame = CLIENT_FRAME.validate_json(data)
         except ValidationError as exc:
             log.debug("bad web chat frame: %s", exc.errors(include_input=False))
             await _send(session.ws, {"type": "error", "text": "The page sent a bad frame."})
@@ -299,25 +300,45 @@ class WebchatAdapter:
         await _send(session.ws, {**self._welcome(), "client_id": frame.client_id})
         agent = self._agent(frame.agent) or self.default_agent
         if agent:
-            await self._refresh(frame.client_id, agent)
+            await self._refresh(frame.client_id, agent, history=True, only=session.ws)
 
     async def _message(self, session: _Session, frame: MessageFrame) -> None:
         assert session.client_id is not None
         if frame.name is not None:
             session.name = frame.name or DEFAULT_USER_NAME
         agent = self._agent(frame.agent)
+        echo = {"type": "user", "id": frame.id, "text": frame.text}
+        await self._broadcast(session.client_id, echo, skip=session.ws)
         message = inbound_message(
             session.client_id,
             frame.text,
             message_id=frame.id,
             user_name=session.name,
             agent=agent,
+            extra=await self._before_command(session.client_id, agent, frame.text.strip()),
         )
-        echo = {"type": "user", "id": frame.id, "text": frame.text}
-        await self._broadcast(session.client_id, echo, skip=session.ws)
         await self._deliver(session, message)
-        if _REFRESHING_COMMAND.match(frame.text.strip()):
-            await self._refresh(session.client_id, agent or self.default_agent)
+
+    async def _before_command(self, client_id: str, agent: str | None, text: str) -> dict[str, str]:
+        """Keep the scratch chat before a command leaves it, and mark what the command's
+        reply must refresh: the pipeline answers commands later, from its lane, so the
+        reply (``send``) is the moment the command has taken effect."""
+        if _SWITCHING_COMMAND.match(text):
+            stop = _NEW_COMMAND.match(text) is not None
+            saved = await self._keep_scratch(client_id, agent or self.default_agent, stop=stop)
+            return {"after": "history"} | ({"saved": saved} if saved else {})
+        if _REFRESHING_COMMAND.match(text):
+            return {"after": "topics"}
+        return {}
+
+    async def _after_command(self, target: ChatTarget) -> None:
+        client_id = target.chat_id
+        agent = target.extra.get("agent") or self.default_agent
+        await self._refresh(client_id, agent, history=target.extra.get("after") == "history")
+        saved = target.extra.get("saved")
+        if saved:
+            notice = f"Your previous chat is kept as the topic {saved} (see Topics)."
+            await self._broadcast(client_id, {"type": "notice", "text": notice})
 
     async def _stop(self, session: _Session, frame: StopFrame) -> None:
         assert session.client_id is not None
@@ -345,13 +366,74 @@ class WebchatAdapter:
 
     # -- topics and titles ---------------------------------------------------------------
 
-    async def _refresh(self, client_id: str, agent: str) -> None:
-        """Send the client's topic list and the current conversation's title."""
-        await self._broadcast(client_id, await self._topics_frame(client_id, agent))
-        current = self._runtime.router.current(agent, scope_of(client_id))
+    async def _refresh(
+        self,
+        client_id: str,
+        agent: str,
+        *,
+        history: bool = False,
+        only: web.WebSocketResponse | None = None,
+    ) -> None:
+        """Send the client's topic list and the current conversation's title, and with
+        ``history`` its turns; to ``only`` one socket (a tab saying hello) or to all."""
+        frames = [await self._topics_frame(client_id, agent)]
+        scope = scope_of(client_id)
+        current = self._runtime.router.current(agent, scope)
+        if history:
+            # Loads the active topic after a restart (or makes the empty scratch chat).
+            current = await self._runtime.conversation_for(agent, scope)
         title = (current.title if current is not None else None) or ""
         self._titles[(client_id, agent)] = title
-        await self._broadcast(client_id, {"type": "title", "agent": agent, "title": title})
+        frames.append({"type": "title", "agent": agent, "title": title})
+        if history and current is not None:
+            frames.append(
+                history_frame(
+                    agent=agent,
+                    topic=current.topic_key,
+                    title=title,
+                    turns=await self._runtime.transcript(current),
+                    running=self._busy(client_id, agent),
+                )
+            )
+        for frame in frames:
+            if only is not None:
+                await _send(only, frame)
+            else:
+                await self._broadcast(client_id, frame)
+
+    async def _keep_scratch(self, client_id: str, agent: str, *, stop: bool) -> str | None:
+        """Save the client's scratch chat as a topic before leaving it; the topic key,
+        or None when there was nothing to keep (or it could not be kept). With ``stop``
+        (``/new``, which would cancel it anyway) a reply still running is stopped first
+        so its partial text is kept too."""
+        scope = scope_of(client_id)
+        current = self._runtime.router.current(agent, scope)
+        if stop and current is not None and current.is_tmp and current.run is not None:
+            run = current.run
+            self._runtime.stop(current)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.wait(), SINK_WAIT)
+        taken = {t.key for t in await self._runtime.topics(agent, scope)}
+        key = base = time.strftime("chat-%Y%m%d-%H%M%S")
+        for n in itertools.count(2):
+            if key not in taken:
+                break
+            key = f"{base}-{n}"
+        try:
+            saved = await self._runtime.save_scratch(agent, scope, key)
+        except AgentRuntimeError as exc:
+            # A reply still running stays in scratch; the next switch keeps it.
+            log.info("kept web chat scratch of %s in memory: %s", client_id, exc)
+            return None
+        return None if saved is None else key
+
+    def _busy(self, client_id: str, agent: str) -> bool:
+        """Whether a reply is running for the client and agent (in any conversation)."""
+        scope = scope_of(client_id)
+        return any(
+            (run.conversation.sender, run.conversation.agent) == (scope, agent)
+            for run in self._runtime.active_runs()
+        )
 
     async def _topics_frame(self, client_id: str, agent: str) -> dict[str, Any]:
         topics = await self._runtime.topics(agent, scope_of(client_id))
@@ -394,15 +476,26 @@ class WebchatAdapter:
     async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
         # Nobody listening is not an error: the reply is in the conversation's history.
         message_id = f"{self._id_prefix}-{next(self._ids)}"
-        await self._broadcast(target.chat_id, {"type": "message", "id": message_id, "text": text})
+        await self._broadcast(target.chat_id, text_frame("message", message_id, text))
+        if "after" in target.extra:
+            await self._after_command(target)
         return SentMessage(target=target, message_id=message_id)
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
-        frame = {"type": "edit", "id": message.message_id, "text": text}
+        frame = text_frame("edit", message.message_id, text)
+        await self._broadcast(message.target.chat_id, frame)
+
+    async def delete(self, message: SentMessage) -> None:
+        frame = {"type": "delete", "id": message.message_id}
         await self._broadcast(message.target.chat_id, frame)
 
     async def typing(self, target: ChatTarget, active: bool) -> None:
-        await self._broadcast(target.chat_id, {"type": "typing", "active": active})
+        agent = target.extra.get("agent") or self.default_agent
+        # A run that ends with a message queued starts the next run at once, and the
+        # next renderer may show typing before the previous one clears it: "off" only
+        # holds when nothing is running any more.
+        shown = active or self._busy(target.chat_id, agent)
+        await self._broadcast(target.chat_id, {"type": "typing", "agent": agent, "active": shown})
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
         own_id = message_id.removeprefix(f"{target.chat_id}:")
