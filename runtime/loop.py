@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from runtime.agents import Agent
+from runtime.approval import ApprovalBroker
 from runtime.compaction import maybe_compact, note_prompt_size
 from runtime.conversation import Conversation
 from runtime.errors import ProviderError
 from runtime.events import (
+    ApprovalRequested,
+    ApprovalResolved,
     Done,
     ModelRetrying,
     TextDelta,
@@ -36,7 +39,7 @@ from runtime.events import (
     ToolResult,
     UserSteered,
 )
-from runtime.history import AssistantEntry, ToolCall, ToolResultEntry
+from runtime.history import AssistantEntry, ToolCall, ToolResultEntry, UserEntry
 from runtime.providers.base import (
     ModelRequest,
     ProviderEvent,
@@ -49,6 +52,7 @@ from runtime.providers.base import (
 )
 from runtime.run import Run
 from runtime.storage.base import UsageRecord
+from runtime.tools import Tool, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +72,24 @@ class _CallState:
 
 
 class AgentLoop:
-    def __init__(self, run: Run, agent: Agent, conversation: Conversation) -> None:
+    def __init__(
+        self,
+        run: Run,
+        agent: Agent,
+        conversation: Conversation,
+        *,
+        approvals: ApprovalBroker | None = None,
+    ) -> None:
         self._run = run
         self._agent = agent
         self._conv = conversation
+        self._approvals = approvals or ApprovalBroker()
+        self._owner = _trigger_speaker(conversation)
         self._call: _CallState | None = None
         self._tool_calls: tuple[ToolCall, ...] = ()
         self._tool_results: dict[int, ToolResultEntry] = {}
         self._last_text = ""
+        self._tools: dict[str, Tool] = {}
 
     async def execute(self) -> Done:
         try:
@@ -97,19 +111,25 @@ class AgentLoop:
         return Done(reason="max_iterations", text=self._last_text)
 
     def _drain_steering(self) -> None:
+        if not self._conv.has_queued:
+            return
         for message in self._conv.steering.drain():
-            entry = message.to_entry(steered=True)
-            self._conv.append(entry)
+            entry = self._conv.take_in(message, steered=True)
+            if self._owner is None and entry.speaker is not None:
+                self._owner = entry.speaker.id  # a run started from the queue
             self._run.emit(UserSteered(entry=entry, message_id=message.message_id))
 
     async def _model_call(self) -> Done | None:
         """Stream one call into history. Returns a ``Done`` when the run must stop here."""
         spec = self._agent.spec
+        # One snapshot per call: the model is offered exactly what can be invoked, even if
+        # an MCP server drops out while the call streams.
+        self._tools = self._agent.available_tools()
         request = ModelRequest(
             model=spec.model,
             system=spec.system_prompt,
             messages=tuple(self._conv.history),
-            tools=self._agent.tool_specs(),
+            tools=[spec_of(tool) for tool in self._tools.values()],
         )
         state = self._call = _CallState()
         self._tool_calls = ()
@@ -233,7 +253,7 @@ class AgentLoop:
         self._run.emit(ToolCallsComplete(count=len(calls)))
 
     async def _invoke(self, call: ToolCall) -> ToolResultEntry:
-        tool = self._agent.tools.get(call.name)
+        tool = self._tools.get(call.name)
 
         def fail(message: str) -> ToolResultEntry:
             return ToolResultEntry(call_id=call.id, name=call.name, content=message, is_error=True)
@@ -246,14 +266,62 @@ class AgentLoop:
             return fail(f"Error: the arguments are not valid JSON ({exc.msg}).")
         if not isinstance(args, dict):
             return fail("Error: the arguments must be a JSON object.")
+        if tool.approve:
+            refusal = await self._ask_approval(call)
+            if refusal is not None:
+                return fail(refusal)
+        timeout = tool.timeout or self._agent.spec.tool_timeout
         try:
-            content = await tool.handler(args)
+            async with asyncio.timeout(timeout):
+                content = await tool.handler(args)
+        except TimeoutError:
+            log.info("tool %s timed out after %.1fs", call.name, timeout)
+            return fail(
+                f"Error: the tool {call.name!r} did not finish within {timeout:g} seconds "
+                "and was abandoned."
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.info("tool %s failed: %s", call.name, type(exc).__name__)
             return fail(f"Error: {exc}")
         return ToolResultEntry(call_id=call.id, name=call.name, content=content)
+
+    async def _ask_approval(self, call: ToolCall) -> str | None:
+        """Wait for the owner's decision; None when approved, else the tool result that
+        tells the model why the tool did not run. ``/stop`` cancels the wait."""
+        timeout = self._agent.spec.approval_timeout
+        request, verdict = self._approvals.open(
+            conversation_id=self._conv.id,
+            tool=call.name,
+            arguments=call.arguments,
+            owner=self._owner,
+            timeout=timeout,
+        )
+        self._run.emit(ApprovalRequested(request=request))
+        resolved = ApprovalResolved(request_id=request.id, approved=False, outcome="cancelled")
+        try:
+            async with asyncio.timeout(timeout):
+                decision = await verdict
+            resolved = ApprovalResolved(
+                request_id=request.id,
+                approved=decision.approved,
+                outcome="decided",
+                by=decision.by,
+            )
+        except TimeoutError:
+            resolved = ApprovalResolved(request_id=request.id, approved=False, outcome="timeout")
+        finally:
+            self._approvals.close(request.id)
+            self._run.emit(resolved)
+        if resolved.outcome == "timeout":
+            return (
+                f"Denied: nobody approved {call.name!r} within {timeout:g} seconds, "
+                "so it was not run."
+            )
+        if not resolved.approved:
+            return f"Denied: the user did not allow {call.name!r}, so it was not run."
+        return None
 
     def _salvage(self) -> None:
         """After a cancel: keep partial text (interrupted) and answer open tool calls."""
@@ -274,3 +342,12 @@ class AgentLoop:
                 )
                 self._conv.append(result)
             self._tool_calls = ()
+
+
+def _trigger_speaker(conv: Conversation) -> str | None:
+    """Who started the run: the speaker of the user message it was started with (the
+    last entry, unless the run was started from the steering queue)."""
+    last = conv.history[-1] if conv.history else None
+    if isinstance(last, UserEntry) and not last.steered and last.speaker is not None:
+        return last.speaker.id
+    return None

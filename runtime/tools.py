@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from runtime.errors import AgentRuntimeError
 
 ToolHandler = Callable[[dict[str, Any]], Awaitable[str]]
+
+
+class ToolFailed(AgentRuntimeError):
+    """A tool's own failure; ``str(exc)`` is the sentence the model reads."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -18,6 +24,23 @@ class Tool:
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     handler: ToolHandler
+    timeout: float | None = None  # seconds; None: the agent's ``tool_timeout``
+    approve: bool = False  # ask the conversation's owner before every call
+    source: str = "built-in"
+
+
+class ToolSource(Protocol):
+    """Tools that come and go at run time (an MCP server): read before each model call."""
+
+    name: str
+
+    def tools(self) -> Sequence[Tool]:
+        """The tools usable right now; empty while the source is unavailable."""
+        ...
+
+    def describe(self) -> str:
+        """One line for ``/tools``: the source's state."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
