@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import Adapter
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, StorageConfig
 from gateway.http_server import HttpServer
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
@@ -36,10 +36,21 @@ from gateway.wiring import (
 from runtime.agent_runtime import AgentRuntime
 from runtime.agents import AgentRegistry
 from runtime.providers.base import ModelProvider
+from runtime.storage.base import Storage
 from runtime.storage.sqlite import SqliteStorage
 from runtime.tools import ToolRegistry, builtin_tools
 
 log = logging.getLogger(__name__)
+
+
+def build_storage(config: StorageConfig) -> Storage:
+    """SQLite by default; PostgreSQL when ``url`` is set (imported only then)."""
+    if config.url is None:
+        return SqliteStorage(Path(config.path))
+    # Imported here so SQLite deployments never load psycopg.
+    from runtime.storage.postgres import PostgresStorage
+
+    return PostgresStorage(config.url.get_secret_value())
 
 
 class Gateway:
@@ -57,7 +68,7 @@ class Gateway:
         self._adapter_overrides = dict(adapters or {})
         self._provider_overrides = dict(providers or {})
         self._tools = tools or builtin_tools()
-        self.storage = SqliteStorage(Path(config.storage.path))
+        self.storage = build_storage(config.storage)
         self.providers: dict[str, ModelProvider] = {}
         self.runtime: AgentRuntime | None = None
         self.pipeline: Pipeline | None = None

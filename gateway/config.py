@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
@@ -81,7 +82,22 @@ class ServerConfig(Section):
 
 
 class StorageConfig(Section):
+    """SQLite at ``path`` unless ``url`` names a PostgreSQL database (url wins)."""
+
     path: Path = Path("data/gateway.db")
+    url: Secret = None  # may carry a password: never echoed
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                "must start with postgresql:// or postgres:// (a PostgreSQL database); "
+                "remove it to use the SQLite file at storage.path"
+            )
+        return url
 
 
 class LoggingConfig(Section):

@@ -6,15 +6,20 @@ What every backend shares is in test_storage.py.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import SecretStr, ValidationError
 
+from gateway.app import build_storage
+from gateway.config import StorageConfig
 from runtime.errors import StorageError
 from runtime.history import AssistantEntry, UserEntry
 from runtime.storage.base import RunCommit, SessionRecord
 from runtime.storage.postgres import PostgresStorage, describe_url
 from runtime.storage.schema import LATEST_VERSION
+from runtime.storage.sqlite import SqliteStorage
 from tests.postgres_server import free_port
 
 pytestmark = pytest.mark.postgres
@@ -105,3 +110,24 @@ async def test_commits_from_two_replicas_never_interleave(postgres_url: str) -> 
         assert isinstance(user, UserEntry)
         assert isinstance(assistant, AssistantEntry)
         assert assistant.text == "a" + user.text[1:]
+
+
+async def test_config_url_selects_postgres(postgres_url: str) -> None:
+    store = build_storage(StorageConfig(url=SecretStr(postgres_url), path=Path("unused.db")))
+    assert isinstance(store, PostgresStorage)
+    await store.open()
+    try:
+        assert await store.unanswered_inbound() == []
+    finally:
+        await store.close()
+    assert isinstance(build_storage(StorageConfig()), SqliteStorage)
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "sqlite:///x.db", "localhost"])
+def test_config_refuses_other_schemes(url: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        StorageConfig(url=SecretStr(url))
+    [error] = info.value.errors()
+    assert error["loc"] == ("url",)
+    assert "postgresql://" in error["msg"]
+    assert url not in str(info.value)  # the URL may hold a password: never echoed
