@@ -2,7 +2,7 @@
 
 An adapter translates: platform events become ``InboundMessage``s passed to the
 gateway's ``InboundSink``; the gateway answers through the adapter's primitives
-(send, edit, typing, react, rename). Everything shared (dedup, access, commands,
+(send, edit, delete, typing, react, rename). Everything shared (dedup, access, commands,
 streaming, budgets) lives in the gateway, which imports this module; adapters never
 import the gateway.
 """
@@ -17,12 +17,12 @@ from typing import Literal, Protocol
 
 from aiohttp import web
 
+from adapters.text.format import TextFormat
 from runtime.history import Image
 
 log = logging.getLogger(__name__)
 
 AdapterState = Literal["stopped", "starting", "connected", "reconnecting", "failed"]
-Markup = Literal["telegram_html", "slack_mrkdwn", "discord", "plain"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,11 +109,16 @@ class NativeStream(Protocol):
         the final message to the renderer (chunked, converted to the platform's markup)."""
         ...
 
+    def handover(self) -> list[tuple[SentMessage, str]]:
+        """The messages the stream left on the platform, each with the text it shows,
+        for the renderer to edit (or delete) when it takes over after ``update`` or
+        ``finish`` answered False; empty when the stream left none."""
+        ...
+
 
 class Adapter(Protocol):
     name: str
-    limit: int
-    markup: Markup
+    text_format: TextFormat  # what markdown becomes on the platform, and its length limit
 
     @property
     def state(self) -> AdapterState: ...
@@ -130,6 +135,10 @@ class Adapter(Protocol):
     async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage: ...
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None: ...
+
+    async def delete(self, message: SentMessage) -> None:
+        """Remove a message the gateway sent (a reply that shrank no longer needs it)."""
+        ...
 
     async def typing(self, target: ChatTarget, active: bool) -> None:
         """Show (or, where the platform needs it, clear) a busy indicator."""

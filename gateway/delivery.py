@@ -3,10 +3,13 @@
 The renderer consumes the run's events and keeps the reply's text; a flusher task turns
 that text into platform messages: the first visible text is sent at once, later changes
 become edits paced by the chat's budget (coalesced: whatever accumulated while waiting
-goes out in one edit), never an edit with unchanged text. Text over the platform limit
-spills into further messages, split by ``split_message``. A typing task refreshes the
-busy indicator until ``Done``. At ``Done`` the final text always lands: failed edits are
-retried, markup the platform rejects is resent as plain text.
+goes out in one edit), never an edit with unchanged text. ``ReplyMessages`` keeps the
+platform messages in step with the text: it splits at the adapter's limit (measured the
+platform's way), re-splits what the platform calls too long, and deletes messages a
+shrinking reply no longer needs. A typing task refreshes the busy indicator until
+``Done``. At ``Done`` the final text lands: failed edits are retried, markup the
+platform rejects is resent as plain text, and when it still cannot land the user is
+told so in one short sentence.
 """
 
 from __future__ import annotations
@@ -15,16 +18,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
 from adapters.base import Adapter, ChatTarget, NativeStream, SentMessage
-from adapters.errors import DeliveryError, MarkupRejected, MessageNotModified, RateLimited
+from adapters.errors import DeliveryError, RateLimited
 from gateway.budget import OutboundBudget
-from gateway.chunking import close_open_fence, split_message
-from gateway.markup import to_discord, to_plain_text, to_slack_mrkdwn, to_telegram_html
 from gateway.metrics import Metrics
+from gateway.reply_messages import ReplyMessages
 from runtime.events import (
     Compacted,
     Done,
@@ -59,14 +60,6 @@ NO_REPLY = "(no reply)"
 MAX_ITERATIONS_NOTE = "I stopped after too many steps without a final answer."
 STOPPED_NOTE = "(stopped)"
 FINAL_ATTEMPTS = 3
-GAVE_UP = "still rate limited after repeated attempts"
-
-_CONVERTERS: dict[str, Callable[[str], str]] = {
-    "telegram_html": to_telegram_html,
-    "slack_mrkdwn": to_slack_mrkdwn,
-    "discord": to_discord,
-    "plain": lambda text: text,
-}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -100,16 +93,16 @@ class ReplyRenderer:
         self._notes: list[str] = []
         self._dirty = asyncio.Event()
         self._done = False
-        self._sent: list[SentMessage] = []
-        self._shown: list[str] = []  # what each sent message shows now (rendered)
-        self._markup = adapter.markup != "plain"
+        self._messages = ReplyMessages(
+            adapter, target, budget, metrics, on_visible=self._mark_visible
+        )
         self._native: NativeStream | None = adapter.native_stream(target)
         self.first_visible_at: float | None = None
         self._typing_shown = False
 
     @property
     def messages(self) -> list[SentMessage]:
-        return list(self._sent)
+        return list(self._messages.sent)
 
     async def render(self) -> None:
         """Deliver the whole run; returns after the final text has landed."""
@@ -219,6 +212,7 @@ class ReplyRenderer:
                     final_failures += 1
                     if final_failures >= FINAL_ATTEMPTS:
                         log.error("gave up delivering the final text to %s", self._key)
+                        await self._messages.give_up()
                         return
                 await asyncio.sleep(min(2.0, 0.25 * failures))
                 self._dirty.set()  # the text is not shown yet: try again
@@ -233,11 +227,7 @@ class ReplyRenderer:
         if self._native is not None:
             await self._flush_native(text, final=final)
             return
-        chunks = split_message(text, self._adapter.limit)
-        if not final and chunks:
-            chunks[-1] = close_open_fence(chunks[-1])
-        for index, chunk in enumerate(chunks):
-            await self._show(index, chunk)
+        await self._messages.show(text, final=final)
 
     async def _flush_native(self, text: str, *, final: bool) -> None:
         assert self._native is not None
@@ -254,63 +244,14 @@ class ReplyRenderer:
                 return
             if shown is None:
                 return  # gave up for now; the next flush tries again
-        # The platform could not stream here, or leaves the final message to us.
+        # The platform could not stream here, or leaves the final message to us: the
+        # messages it streamed are edited (or deleted) from here on.
         self._native = None
+        self._messages.adopt(native.handover())
         await self._flush(final=final)
 
-    async def _show(self, index: int, chunk: str) -> None:
-        if index >= len(self._sent):
-            sent = await self._budget.call(self._key, "send", lambda: self._send(chunk))
-            if sent is None:
-                raise DeliveryError(GAVE_UP)
-            message, shown = sent
-            self._sent.append(message)
-            self._shown.append(shown)
-            self._metrics.sends.inc(self._adapter.name)
-            self._mark_visible()
-            return
-        if self._shown[index] == self._render(chunk):
-            return  # never an edit with unchanged text
-        message = self._sent[index]
-        edited = await self._budget.call(self._key, "edit", lambda: self._edit(message, chunk))
-        if edited is None:
-            raise DeliveryError(GAVE_UP)  # not shown: the flush loop tries again
-        self._shown[index] = edited
-        self._metrics.edits.inc(self._adapter.name)
-
-    def _render(self, chunk: str) -> str:
-        if not self._markup:
-            return to_plain_text(chunk) if self._adapter.markup != "plain" else chunk
-        return _CONVERTERS[self._adapter.markup](chunk)
-
-    async def _send(self, chunk: str) -> tuple[SentMessage, str]:
-        """Send a chunk; returns the message and the text it shows."""
-        text = self._render(chunk)
-        try:
-            return await self._adapter.send(self._target, text, markup=self._markup), text
-        except MarkupRejected:
-            log.info("%s rejected the markup; sending plain text", self._adapter.name)
-            self._markup = False
-            text = self._render(chunk)
-            return await self._adapter.send(self._target, text, markup=False), text
-
-    async def _edit(self, message: SentMessage, chunk: str) -> str:
-        """Edit a message to a chunk; returns the text it now shows."""
-        text = self._render(chunk)
-        try:
-            await self._adapter.edit(message, text, markup=self._markup)
-        except MessageNotModified:
-            return text  # the platform already shows this text; never retried
-        except MarkupRejected:
-            log.info("%s rejected the markup; editing as plain text", self._adapter.name)
-            self._markup = False
-            text = self._render(chunk)
-            with contextlib.suppress(MessageNotModified):
-                await self._adapter.edit(message, text, markup=False)
-        return text
-
     def _first_shown(self) -> bool:
-        return bool(self._sent) or self.first_visible_at is not None
+        return bool(self._messages.sent) or self.first_visible_at is not None
 
     def _mark_visible(self) -> None:
         if self.first_visible_at is None:

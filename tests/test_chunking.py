@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from gateway.chunking import close_open_fence, fence_state, parse_fence_open, split_message
+from adapters.text.chunking import close_open_fence, fence_state, parse_fence_open, split_message
 
 _WORDS = ["the", "agent", "replied", "with", "a", "longer", "sentence", "é", "🙂", "x=1;"]
 _LANGUAGES = ["", "python", "js", "c++", "shell title=run"]

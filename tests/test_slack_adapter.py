@@ -630,57 +630,51 @@ def client(fake: FakeSlack) -> AsyncWebClient:
     return AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
 
 
-async def test_stream_rolls_over_before_the_limit(
+async def test_stream_hands_over_a_reply_that_outgrows_one_message(
     fake: FakeSlack, client: AsyncWebClient, stream_target: ChatTarget
 ) -> None:
     results: list[bool] = []
     stream = SlackStream(client, stream_target, limit=40, on_result=results.append)
-    words = [f"word{i}" for i in range(30)]
-    for count in range(1, 30, 7):
-        await stream.update(" ".join(words[:count]))
-    await stream.finish(" ".join(words))
-    messages = fake.bot_messages(DM, stream_target.thread_id)
-    assert len(messages) > 1
-    assert all(len(m.text) <= 40 and not m.streaming for m in messages)
-    assert " ".join(m.text.strip() for m in messages) == " ".join(words)
-    assert results == [True] * len(messages)
+    assert await stream.update("word0 word1 word2")
+    assert await stream.update("word0 word1 word2 word3 word4")
+    assert not await stream.update("word0 word1 word2 word3 word4 " + "x" * 20)
+    # The renderer takes over by chat.update from here: chunking lives there only.
+    [(sent, shown)] = stream.handover()
+    [message] = fake.bot_messages(DM, stream_target.thread_id)
+    assert (sent.message_id, shown) == (message.ts, "word0 word1 word2 word3 word4")
+    assert (message.text, message.streaming) == (shown, False)
+    assert results == [True]
 
 
-async def test_stream_gives_way_to_edits_when_a_tail_went_away(
+async def test_stream_gives_way_when_a_tail_went_away(
     fake: FakeSlack, client: AsyncWebClient, stream_target: ChatTarget
 ) -> None:
     stream = SlackStream(client, stream_target, limit=1000, on_result=lambda ok: None)
-    await stream.update("Let me check")
-    await stream.update("Let me check\n\n_using search..._")
-    await stream.update("Let me check\n\nThe answer")  # the status line went away
-    await stream.finish("Let me check\n\nThe answer is 4.")
+    assert await stream.update("Let me check")
+    assert await stream.update("Let me check\n\n_using search..._")
+    assert not await stream.update("Let me check\n\nThe answer")  # the status went away
+    assert not await stream.finish("Let me check\n\nThe answer is 4.")
+    [(_, shown)] = stream.handover()
+    assert shown == "Let me check\n\n_using search..._"
     (message,) = fake.bot_messages(DM, stream_target.thread_id)
-    assert (message.text, message.streaming, message.edits) == (
-        "Let me check\n\nThe answer is 4.",
-        False,
-        2,
-    )
+    assert (message.text, message.streaming) == (shown, False)
     assert [c.method for c in fake.calls] == [
         "chat.startStream",
         "chat.appendStream",
         "chat.stopStream",
-        "chat.update",
-        "chat.update",
     ]
 
 
-async def test_stream_falls_back_when_streams_are_refused(
+async def test_stream_gives_way_when_streams_are_refused(
     fake: FakeSlack, client: AsyncWebClient, stream_target: ChatTarget
 ) -> None:
     fake.supports_streaming = False
     results: list[bool] = []
     stream = SlackStream(client, stream_target, limit=1000, on_result=results.append)
-    await stream.update("Hel")
-    await stream.update("Hello")
-    await stream.finish("Hello **world**")
-    (message,) = fake.bot_messages(DM, stream_target.thread_id)
-    assert (message.text, message.edits) == ("Hello **world**", 2)
-    assert message.blocks == ({"type": "markdown", "text": "Hello **world**"},)
+    assert not await stream.update("Hel")
+    assert not await stream.finish("Hello **world**")
+    assert stream.handover() == []
+    assert fake.bot_messages(DM, stream_target.thread_id) == []
     assert results == [False]
 
 

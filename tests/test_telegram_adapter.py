@@ -128,7 +128,8 @@ async def test_private_chat_streams_a_draft_then_sends_the_reply(
         r.provider.script(Text("**Hello** "), gate, Text("world"))
         fake.user_sends(chat, alice, "hi")
         drafts = await fake.wait_for(lambda: fake.transcript(chat).drafts)
-        assert drafts[0].text == "**Hello**"  # a draft is a plain preview
+        # The draft is formatted like the message will be, not raw "**".
+        assert (drafts[0].text, drafts[0].parse_mode) == ("Hello", "HTML")
         assert [a.action for a in fake.transcript(chat).actions] == ["typing"]
         assert texts(fake, chat) == []  # nothing sent while the draft streams
         gate.release()

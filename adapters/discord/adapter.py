@@ -34,7 +34,6 @@ from adapters.base import (
     AdapterState,
     ChatTarget,
     InboundSink,
-    Markup,
     NativeStream,
     SentMessage,
     StatusTracker,
@@ -68,6 +67,8 @@ from adapters.errors import (
 )
 from runtime.agent_runtime import AgentRuntime
 from runtime.errors import AgentRuntimeError
+from adapters.text.discord_md import to_discord
+from adapters.text.format import TextFormat
 from runtime.history import Image
 from runtime.storage.base import Storage
 
@@ -244,8 +245,7 @@ class _Client(discord.Client):
 
 class DiscordAdapter:
     name = PLATFORM
-    limit = MAX_TEXT
-    markup: Markup = "discord"
+    text_format = TextFormat(limit=MAX_TEXT, markup=to_discord)
 
     def __init__(self, settings: DiscordSettings, *, storage: Storage | None = None) -> None:
         self._settings = settings
@@ -516,6 +516,11 @@ class DiscordAdapter:
         with _delivery_errors("editing a message"):
             channel = self._messageable(message.target.chat_id)
             await channel.get_partial_message(int(message.message_id)).edit(content=text)
+
+    async def delete(self, message: SentMessage) -> None:
+        with _delivery_errors("deleting a message"):
+            channel = self._messageable(message.target.chat_id)
+            await channel.get_partial_message(int(message.message_id)).delete()
 
     async def typing(self, target: ChatTarget, active: bool) -> None:
         if not active:

@@ -44,7 +44,6 @@ from adapters.base import (
     ChatTarget,
     InboundMessage,
     InboundSink,
-    Markup,
     NativeStream,
     SentMessage,
     StatusTracker,
@@ -69,6 +68,8 @@ from adapters.slack.outbound import (
 )
 from adapters.slack.socket import SocketSession
 from runtime.agent_runtime import AgentRuntime
+from adapters.text.format import TextFormat
+from adapters.text.slack_mrkdwn import to_slack_mrkdwn
 from runtime.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -122,8 +123,7 @@ def from_config(section: Any, runtime: AgentRuntime) -> SlackAdapter:
 
 class SlackAdapter:
     name: str = PLATFORM
-    limit: int = SLACK_LIMIT
-    markup: Markup = "slack_mrkdwn"
+    text_format = TextFormat(limit=SLACK_LIMIT, markup=to_slack_mrkdwn)
 
     def __init__(self, settings: SlackSettings, *, storage: Storage | None = None) -> None:
         self.settings = settings
@@ -370,6 +370,9 @@ class SlackAdapter:
             )
         )
 
+    async def delete(self, message: SentMessage) -> None:
+        await api(self.client.chat_delete(channel=message.target.chat_id, ts=message.message_id))
+
     async def typing(self, target: ChatTarget, active: bool) -> None:
         """Assistant threads show a status under the thread; other places have no
         indicator a bot can set. Slack clears the status when a reply appears, so it is
@@ -422,7 +425,9 @@ class SlackAdapter:
             if ok:
                 self._note_reply(target)
 
-        return SlackStream(self.client, target, limit=self.limit, on_result=on_result)
+        return SlackStream(
+            self.client, target, limit=self.text_format.limit, on_result=on_result
+        )
 
     def _note_reply(self, target: ChatTarget) -> None:
         key = _assistant_thread(target)

@@ -8,12 +8,11 @@ whose Retry-After is short (``ShortRateLimitRetry``); a long one goes to the bud
 once instead of stalling one call.
 
 ``SlackStream`` is the renderer's ``NativeStream`` for threaded replies: it is handed
-the whole reply text each time and sends only what is new (``chat.startStream``, then
-``chat.appendStream``, ``chat.stopStream``), rolling over to a new message before the
-length limit. When the text changed behind what it streamed (a tool status line that
-went away) it stops the stream and shows the rest of the reply by ``chat.update``.
-Where the API refuses streams it uses ``chat.postMessage`` + ``chat.update`` for that
-reply and tells the adapter, which then stops offering native streams.
+the whole reply text each time and streams only what is new through slack_sdk's
+``chat_stream`` (``chat.startStream``, ``appendStream``, ``stopStream``). Whatever it
+cannot stream (a status line that went away, a reply longer than one message, a
+workspace without streams) it leaves to the renderer's send and edit, handing over the
+message it streamed; a refusal also tells the adapter, which stops offering streams.
 """
 
 from __future__ import annotations
@@ -28,10 +27,11 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.base import ChatTarget
+from adapters.base import ChatTarget, SentMessage
 from adapters.errors import (
     DeliveryError,
     MarkupRejected,
@@ -64,6 +64,7 @@ _NOT_ALLOWED = CREDENTIAL_ERRORS | {
     "is_archived",
     "restricted_action",
     "cant_update_message",
+    "cant_delete_message",
     "message_not_found",
     "thread_not_found",
     "no_permission",
@@ -72,7 +73,6 @@ _NOT_ALLOWED = CREDENTIAL_ERRORS | {
     "team_access_not_granted",
 }
 STREAM_PIECE = 10_000  # characters per start/append call (Slack caps markdown_text at 12k)
-MARKDOWN_BLOCK_LIMIT = 12_000
 
 
 class SlackNotAllowed(NotAllowed):
@@ -155,30 +155,13 @@ class ShortRateLimitRetry(AsyncRateLimitErrorRetryHandler):
         return wait <= self.max_wait
 
 
-def markdown_blocks(text: str) -> list[dict[str, Any]]:
-    """A ``markdown`` block renders standard markdown as the stream does; over its size
-    limit the plain text alone is sent."""
-    return [{"type": "markdown", "text": text}] if len(text) <= MARKDOWN_BLOCK_LIMIT else []
-
-
-def cut_point(text: str, start: int, end: int) -> int:
-    """Where to end a message holding at most ``text[:end]``: the last paragraph, line or
-    word break at or after ``start``, else ``end``."""
-    if end >= len(text):
-        return len(text)
-    window = text[start:end]
-    for sep in ("\n\n", "\n", " "):
-        found = window.rfind(sep)
-        if found >= 0:
-            return start + found
-    return end
-
-
-class _Unsupported(Exception):
-    """The workspace has no chat streams: switch this reply to post + update."""
-
-
 class SlackStream:
+    """One threaded reply streamed with slack_sdk's ``chat_stream`` while it only grows
+    and fits in one message. When it cannot go on (streams refused, the text changed
+    behind what was streamed, or it outgrew one message) it stops and answers False;
+    the renderer then takes over by send and edit, adopting the streamed message
+    (``handover``), so chunking and send-and-edit live in one place: the renderer."""
+
     def __init__(
         self,
         client: AsyncWebClient,
@@ -190,135 +173,95 @@ class SlackStream:
         assert target.thread_id is not None
         self._client = client
         self._target = target
-        self._thread_ts = target.thread_id
         self._limit = limit
         self._on_result = on_result  # (streams work?) for the adapter's probe
-        self._ts: str | None = None  # the message streaming now
-        self._base = 0  # where the current message starts in the reply text
-        self._shown = ""  # the reply text delivered so far
-        self._streamed: list[tuple[str, str]] = []  # (ts, text) per streamed message
-        self._edits: list[tuple[str, str]] | None = None  # set once streaming gave way
-        self._done = False
+        self._stream: AsyncChatStream | None = None
+        self._streamed = ""  # handed to the stream (the SDK keeps what a failure left)
+        self._ended = False  # stopped: by finishing, or by giving way to the renderer
 
     async def update(self, text: str) -> bool:
-        await self._show(text)
-        return True
+        return await self._go(text, final=False)
 
     async def finish(self, text: str) -> bool:
-        if not self._done:
-            await self._show(text, final=True)
-            self._done = True
+        return await self._go(text, final=True)
+
+    def handover(self) -> list[tuple[SentMessage, str]]:
+        ts = None if self._stream is None else self._stream.ts
+        if ts is None:
+            return []
+        return [(SentMessage(target=self._target, message_id=ts), self._streamed)]
+
+    async def _go(self, text: str, *, final: bool) -> bool:
+        if self._ended:
+            return final and text == self._streamed  # a retried finish sends nothing twice
+        if not text.startswith(self._streamed) or len(text) > self._limit:
+            await self._end()
+            return False
+        try:
+            if not final:
+                await self._append(text)
+            elif self._stream is not None or len(text) - len(self._streamed) <= STREAM_PIECE:
+                # The last words ride on the stop call: one request fewer per reply.
+                await self._end(text)
+            else:
+                await self._append(text)
+                await self._end()
+        except _Unsupported:
+            self._ended = True
+            return False
         return True
 
-    async def _show(self, text: str, *, final: bool = False) -> None:
-        if self._edits is None and not text.startswith(self._shown):
-            # The text changed behind what was streamed (a status line went away):
-            # streams only append, so the rest of this reply is shown by edits.
-            await self._stop()
-            self._edits = list(self._streamed)
-        if self._edits is None:
-            try:
-                await (self._finish_stream(text) if final else self._advance(text))
-                return
-            except _Unsupported:
-                self._edits = []
-        await self._show_by_edits(text)
+    async def _append(self, text: str) -> None:
+        stream = await self._open()
+        while len(self._streamed) < len(text):
+            piece = text[len(self._streamed) : len(self._streamed) + STREAM_PIECE]
+            self._streamed += piece
+            await self._call(stream.append(markdown_text=piece))
 
-    async def _finish_stream(self, text: str) -> None:
-        rest = text[len(self._shown) :]
-        fits = len(text) <= self._base + self._limit and len(rest) <= STREAM_PIECE
-        if self._ts is not None and fits:
-            # The last words ride on the stop call: one request fewer per reply.
-            await self._stop(rest)
-            self._shown = text
+    async def _end(self, text: str | None = None) -> None:
+        """Stop the stream, with the rest of ``text`` as its last words."""
+        if self._ended:
             return
-        await self._advance(text)
-        await self._stop()
+        rest = "" if text is None else text[len(self._streamed) :]
+        if self._stream is None and not rest:
+            self._ended = True
+            return
+        stream = await self._open()
+        self._streamed += rest
+        await self._call(stream.stop(markdown_text=rest or None))
+        self._ended = True
 
-    async def _advance(self, text: str) -> None:
-        while len(self._shown) < len(text):
-            start = len(self._shown)
-            end = self._base + self._limit
-            if len(text) > end:
-                end = cut_point(text, max(start, self._base + self._limit // 2), end)
-            else:
-                end = len(text)
-            while len(self._shown) < end:
-                piece_end = min(end, len(self._shown) + STREAM_PIECE)
-                await self._put(text[len(self._shown) : piece_end])
-                self._shown = text[:piece_end]
-            if end < len(text):
-                await self._stop()  # this message is full: the rest goes in a new one
-                self._base = end
-
-    async def _put(self, piece: str) -> None:
-        if self._ts is not None:
-            await api(
-                self._client.chat_appendStream(
-                    channel=self._target.chat_id, ts=self._ts, markdown_text=piece
-                )
+    async def _open(self) -> AsyncChatStream:
+        if self._stream is None:
+            extra = self._target.extra
+            self._stream = await self._client.chat_stream(
+                buffer_size=1,  # the renderer already coalesces: send each update at once
+                channel=self._target.chat_id,
+                thread_ts=str(self._target.thread_id),
+                recipient_user_id=extra.get("user") or None,
+                recipient_team_id=extra.get("team") or None,
             )
-            self._streamed[-1] = (self._ts, self._streamed[-1][1] + piece)
-            return
+        return self._stream
+
+    async def _call(self, call: Awaitable[AsyncSlackResponse | None]) -> None:
+        started = self._stream is not None and self._stream.ts is not None
         try:
-            response = await api(
-                self._client.chat_startStream(
-                    channel=self._target.chat_id,
-                    thread_ts=self._thread_ts,
-                    markdown_text=piece,
-                    recipient_user_id=self._target.extra.get("user") or None,
-                    recipient_team_id=self._target.extra.get("team") or None,
-                )
-            )
+            await api(_answered(call))
         except SlackNotAllowed as exc:
-            if exc.code not in STREAM_UNSUPPORTED or self._shown:
+            if started or exc.code not in STREAM_UNSUPPORTED:
                 raise
             log.info("Slack chat streams are not available (%s); using post + update", exc.code)
             self._on_result(False)
             raise _Unsupported from exc
-        self._on_result(True)
-        self._ts = str(response["ts"])
-        self._streamed.append((self._ts, piece))
+        if not started:
+            self._on_result(True)
 
-    async def _stop(self, last_words: str = "") -> None:
-        if self._ts is None:
-            return
-        await api(
-            self._client.chat_stopStream(
-                channel=self._target.chat_id, ts=self._ts, markdown_text=last_words or None
-            )
-        )
-        self._streamed[-1] = (self._ts, self._streamed[-1][1] + last_words)
-        self._ts = None
 
-    async def _show_by_edits(self, text: str) -> None:
-        """chat.postMessage + chat.update, a message per ``limit`` characters."""
-        assert self._edits is not None
-        pieces, start = [], 0
-        while start < len(text):
-            end = cut_point(text, start + 1, start + self._limit)
-            pieces.append(text[start:end])
-            start = end
-        for index, piece in enumerate(pieces):
-            if index < len(self._edits):
-                ts, shown = self._edits[index]
-                if shown != piece:
-                    await api(
-                        self._client.chat_update(
-                            channel=self._target.chat_id,
-                            ts=ts,
-                            text=piece,
-                            blocks=markdown_blocks(piece),
-                        )
-                    )
-                    self._edits[index] = (ts, piece)
-                continue
-            response = await api(
-                self._client.chat_postMessage(
-                    channel=self._target.chat_id,
-                    thread_ts=self._thread_ts,
-                    text=piece,
-                    blocks=markdown_blocks(piece),
-                )
-            )
-            self._edits.append((str(response["ts"]), piece))
+async def _answered(call: Awaitable[AsyncSlackResponse | None]) -> AsyncSlackResponse:
+    response = await call
+    assert response is not None  # buffer_size=1: every append is sent
+    return response
+
+
+class _Unsupported(Exception):
+    """The workspace has no chat streams: the renderer sends and edits this reply."""

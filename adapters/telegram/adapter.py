@@ -48,7 +48,6 @@ from adapters.base import (
     ChatTarget,
     InboundMessage,
     InboundSink,
-    Markup,
     NativeStream,
     SentMessage,
 )
@@ -70,6 +69,9 @@ from adapters.telegram.inbound import (
     human_size,
     platform_message_id,
 )
+from adapters.text.chunking import close_open_fence, split_message
+from adapters.text.format import TextFormat
+from adapters.text.telegram_html import telegram_length, to_telegram_html
 from runtime.history import Image
 
 log = logging.getLogger(__name__)
@@ -148,8 +150,7 @@ def _thread(target: ChatTarget) -> int | None:
 
 class TelegramAdapter:
     name = PLATFORM
-    limit = MAX_TEXT
-    markup: Markup = "telegram_html"
+    text_format = TextFormat(limit=MAX_TEXT, markup=to_telegram_html, counter=telegram_length)
 
     def __init__(self, settings: TelegramSettings) -> None:
         if not settings.token:
@@ -387,12 +388,20 @@ class TelegramAdapter:
                 parse_mode=ParseMode.HTML if markup else None,
             )
 
-    async def draft(self, target: ChatTarget, draft_id: int, text: str) -> bool:
-        """Show ``text`` as the chat's draft; False when the server has no drafts."""
+    async def delete(self, message: SentMessage) -> None:
+        with _delivery_errors():
+            await self.bot.delete_message(int(message.target.chat_id), int(message.message_id))
+
+    async def draft(self, target: ChatTarget, draft_id: int, html: str) -> bool:
+        """Show ``html`` as the chat's draft; False when the server has no drafts."""
         try:
             with _delivery_errors():
                 await self.bot.send_message_draft(
-                    int(target.chat_id), draft_id, text, message_thread_id=_thread(target)
+                    int(target.chat_id),
+                    draft_id,
+                    html,
+                    message_thread_id=_thread(target),
+                    parse_mode=ParseMode.HTML,
                 )
         except DeliveryError as exc:
             # A server without sendMessageDraft answers 404, which PTB reports as a token
@@ -455,11 +464,11 @@ class TelegramAdapter:
 class DraftStream:
     """One private-chat reply previewed as a draft (sendMessageDraft) while it streams.
 
-    ``update`` shows the text so far (its last 4096 characters when longer) as a draft;
-    ``finish`` leaves the final message to the gateway's renderer, which splits it at
-    4096 and sends it as HTML (the adapter cannot import the gateway's converters, and
-    a draft is only a preview: the real message replaces it). Without drafts on the
-    server (404) ``update`` answers False and the renderer sends and edits instead.
+    ``update`` shows the reply so far as formatted HTML (its last message-sized chunk
+    when longer); ``finish`` leaves the final message to the gateway's renderer, which
+    splits and sends it with this adapter's ``text_format`` (a draft is only a preview:
+    the real message replaces it). Without drafts on the server (404) ``update``
+    answers False and the renderer sends and edits instead.
     """
 
     def __init__(self, adapter: TelegramAdapter, target: ChatTarget, draft_id: int) -> None:
@@ -470,11 +479,18 @@ class DraftStream:
     async def update(self, text: str) -> bool:
         if not self._adapter.drafts_supported:
             return False
-        preview = text[-MAX_TEXT:].lstrip() if len(text) > MAX_TEXT else text
+        fmt = self._adapter.text_format
+        chunks = split_message(text, fmt.limit, lambda md: fmt.measure(fmt.render(md)))
+        preview = fmt.render(close_open_fence(chunks[-1])) if chunks else ""
+        if not preview.strip():
+            return True  # nothing to show yet (a draft cannot be empty)
         return await self._adapter.draft(self._target, self._draft_id, preview)
 
     async def finish(self, text: str) -> bool:
         return False
+
+    def handover(self) -> list[tuple[SentMessage, str]]:
+        return []  # a draft is not a message
 
 
 def settings_from(section: Any, **overrides: Any) -> TelegramSettings:

@@ -78,19 +78,33 @@ def close_open_fence(text: str) -> str:
     return f"{text}{separator}{fence.marker}"
 
 
-def split_message(text: str, limit: int) -> list[str]:
-    """Split `text` into chunks of at most `limit` characters (see the module docstring).
+def split_message(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
+    """Split `text` into chunks of at most `limit` (see the module docstring).
 
     Whitespace at each cut is dropped; everything else is kept exactly, apart from the
-    fence lines added to close and reopen a code block split across chunks.
+    fence lines added to close and reopen a code block split across chunks. `measure`
+    is how the platform counts a chunk (UTF-16 code units on Telegram, the rendered
+    markup's length...); a chunk it finds too long is split again, smaller.
     """
     if limit < 1:
         raise ValueError(f"limit must be a positive number of characters, got {limit}.")
     if not text:
         return []
-    if len(text) <= limit:
-        return [text]
-    return _Splitter(text, limit).split()
+    chunks = [text] if len(text) <= limit else _Splitter(text, limit).split()
+    if measure is len:
+        return chunks
+    return [piece for chunk in chunks for piece in _fit(chunk, limit, measure)]
+
+
+def _fit(chunk: str, limit: int, measure: Callable[[str], int]) -> list[str]:
+    size = measure(chunk)
+    if size <= limit or len(chunk) <= 1:
+        return [chunk]
+    # Proportionally fewer characters: strictly shorter, so this ends.
+    smaller = max(1, min(len(chunk) - 1, len(chunk) * limit // size))
+    return [
+        piece for part in _Splitter(chunk, smaller).split() for piece in _fit(part, limit, measure)
+    ]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -40,7 +40,6 @@ from adapters.base import (
     ChatTarget,
     InboundMessage,
     InboundSink,
-    Markup,
     NativeStream,
     SentMessage,
 )
@@ -54,6 +53,7 @@ from adapters.webchat.frames import (
     text_frame,
 )
 from adapters.webchat.greeting import agent_card
+from adapters.text.format import TextFormat, identity
 from runtime.agent_runtime import AgentRuntime
 from runtime.conversation import Conversation
 from runtime.errors import AgentRuntimeError
@@ -134,8 +134,8 @@ def same_origin(request: web.Request) -> bool:
 
 class WebchatAdapter:
     name = PLATFORM
-    limit = 100_000
-    markup: Markup = "plain"  # the page renders the markdown itself
+    # The page renders the markdown itself.
+    text_format = TextFormat(limit=100_000, markup=identity, plain=identity)
 
     def __init__(
         self, runtime: AgentRuntime, *, path: str = "/", default_agent: str | None = None
@@ -483,6 +483,10 @@ class WebchatAdapter:
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
         frame = text_frame("edit", message.message_id, text)
+        await self._broadcast(message.target.chat_id, frame)
+
+    async def delete(self, message: SentMessage) -> None:
+        frame = {"type": "delete", "id": message.message_id}
         await self._broadcast(message.target.chat_id, frame)
 
     async def delete(self, message: SentMessage) -> None:

@@ -340,6 +340,7 @@ class FakeDiscord:
         self.guilds: dict[int, FakeGuild] = {}
         self.channels: dict[int, FakeChannel] = {}
         self.messages: dict[int, FakeMessage] = {}
+        self.deleted_messages: list[int] = []
         self.commands: list[JsonDict] = []
         # Records, for assertions.
         self.calls: list[RestCall] = []
@@ -853,6 +854,7 @@ class FakeDiscord:
             web.patch(channel, self._patch_channel),
             web.post(f"{channel}/messages", self._post_message),
             web.patch(f"{channel}/{msg}", self._edit_message),
+            web.delete(f"{channel}/{msg}", self._delete_message),
             web.post(f"{channel}/typing", self._typing),
             web.put(f"{channel}/{msg}/reactions/{{emoji}}/@me", self._add_reaction),
             web.post(f"{channel}/{msg}/threads", self._thread_from_message),
@@ -991,6 +993,18 @@ class FakeDiscord:
         if message.author != self.bot:
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         return _json(self._apply_edit(message, self._body(request)).to_json())
+
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        message = self._message_in(request)
+        if message.author != self.bot:
+            raise ApiError(403, 50013, "Missing Permissions")
+        del self.messages[message.id]
+        self.channel(message.channel_id).message_ids.remove(message.id)
+        self.deleted_messages.append(message.id)
+        self._dispatch(
+            "MESSAGE_DELETE", {"id": str(message.id), "channel_id": str(message.channel_id)}
+        )
+        return web.Response(status=204)
 
     def _apply_edit(self, message: FakeMessage, body: JsonDict) -> FakeMessage:
         if "content" in body:

@@ -8,6 +8,7 @@ are tested against fakes of their platform's API; this one tests the shared pipe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections import defaultdict, deque
@@ -22,11 +23,21 @@ from adapters.base import (
     ChatTarget,
     InboundMessage,
     InboundSink,
-    Markup,
     NativeStream,
     SentMessage,
 )
-from adapters.errors import DeliveryError
+from adapters.errors import DeliveryError, MessageTooLong
+from adapters.text.discord_md import to_discord
+from adapters.text.format import TextFormat, identity
+from adapters.text.slack_mrkdwn import to_slack_mrkdwn
+from adapters.text.telegram_html import telegram_length, to_telegram_html
+
+_FORMATS = {
+    "telegram_html": TextFormat(limit=1, markup=to_telegram_html, counter=telegram_length),
+    "slack_mrkdwn": TextFormat(limit=1, markup=to_slack_mrkdwn),
+    "discord": TextFormat(limit=1, markup=to_discord),
+    "plain": TextFormat(limit=1, markup=identity, plain=identity),  # as the web chat
+}
 
 
 @dataclass(kw_only=True, slots=True)
@@ -39,10 +50,10 @@ class Shown:
 
 
 class MemoryAdapter:
-    def __init__(self, name: str = "mem", *, limit: int = 4096, markup: Markup = "plain") -> None:
+    def __init__(self, name: str = "mem", *, limit: int = 4096, markup: str = "plain") -> None:
         self.name = name
-        self.limit = limit
-        self.markup: Markup = markup
+        self.text_format = dataclasses.replace(_FORMATS[markup], limit=limit)
+        self.deleted: list[str] = []
         self._state: AdapterState = "stopped"
         self.sink: InboundSink | None = None
         self.messages: dict[str, Shown] = {}
@@ -78,8 +89,7 @@ class MemoryAdapter:
 
     async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
         await self._maybe_fail("send")
-        if len(text) > self.limit:
-            raise DeliveryError(f"message is too long ({len(text)} > {self.limit})")
+        self._check_length(text, markup=markup)
         message_id = f"{target.chat_id}-{next(self._ids)}"
         self.messages[message_id] = Shown(
             message_id=message_id,
@@ -97,8 +107,7 @@ class MemoryAdapter:
         shown = self.messages[message.message_id]
         if shown.text == text:
             raise AssertionError(f"an edit with unchanged text reached the platform: {text!r}")
-        if len(text) > self.limit:
-            raise DeliveryError("message is too long")
+        self._check_length(text, markup=markup)
         now = time.monotonic()
         shown.text = text
         shown.markup = markup
@@ -110,6 +119,18 @@ class MemoryAdapter:
         await self._maybe_fail("typing")
         self.typing_calls.append((time.monotonic(), target.chat_id, active))
         await self._notify()
+    async def delete(self, message: SentMessage) -> None:
+        await self._maybe_fail("delete")
+        del self.messages[message.message_id]
+        self.order.remove(message.message_id)
+        self.deleted.append(message.message_id)
+        await self._notify()
+
+    def _check_length(self, text: str, *, markup: bool) -> None:
+        size = self.text_format.measure(text, markup=markup)
+        if size > self.text_format.limit:
+            raise MessageTooLong(f"message is too long ({size} > {self.text_format.limit})")
+
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
         await self._maybe_fail("react")

@@ -211,6 +211,7 @@ class FakeSlack:
         self.socket_connections = 0
         self.file_downloads: list[str] = []
         self.messages: dict[tuple[str, str], SlackMessage] = {}
+        self.deleted: list[tuple[str, str]] = []  # (channel, ts) of chat.delete calls
         self.threads: dict[tuple[str, str], AssistantThread] = {}
         self.users: dict[str, Json] = {}
         self.channels: dict[str, Json] = {}
@@ -227,6 +228,7 @@ class FakeSlack:
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
+            "chat.delete": self._delete_message,
             "chat.startStream": self._start_stream,
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
@@ -753,6 +755,14 @@ class FakeSlack:
             "text": msg.text,
             "message": self._message_json(msg),
         }
+
+    def _delete_message(self, args: Json) -> Json:
+        msg = self._find(args)
+        if msg.bot_id != self.bot_id:
+            raise _ApiError("cant_delete_message")
+        del self.messages[(msg.channel, msg.ts)]
+        self.deleted.append((msg.channel, msg.ts))
+        return {"channel": msg.channel, "ts": msg.ts}
 
     def _start_stream(self, args: Json) -> Json:
         channel = _arg(args, "channel", "channel_not_found")

@@ -375,10 +375,11 @@ def render_text(text: str, parse_mode: str | None, entities: Any) -> tuple[str, 
 
 
 def check_length(text: str, limit: int, *, empty: str | None, too_long: str) -> None:
-    """Limits count characters after entity parsing, as the Bot API documents."""
+    """Limits count the text after entity parsing, in UTF-16 code units as the real
+    server does (an emoji outside the BMP counts 2)."""
     if not text and empty is not None:
         raise bad_request(empty)
-    if len(text) > limit:
+    if utf16_len(text) > limit:
         raise bad_request(too_long)
 
 

@@ -1,0 +1,106 @@
+"""Approval in the chat, the gateway side: runtime events to buttons, presses to decisions.
+
+``watch`` follows one run (a task per run, owned here): each ``ApprovalRequested`` is
+posted through the adapter's ``ask_approval`` (through the chat's budget), and each
+``ApprovalResolved`` settles that message with the outcome. A chat whose adapter cannot
+show buttons gets the question as text and an immediate denial, so a run never waits
+on a question nobody can answer. ``decide`` maps a press to ``AgentRuntime.decide``,
+with the speaker id spelled as the pipeline spells it (``platform:user_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from adapters.approval import ApprovalCapable, ApprovalDecision, ApprovalPrompt
+from adapters.base import Adapter, ChatTarget, SentMessage
+from adapters.errors import DeliveryError
+from gateway.budget import OutboundBudget
+from runtime.agent_runtime import AgentRuntime
+from runtime.events import ApprovalRequested, ApprovalResolved
+from runtime.run import Run
+
+log = logging.getLogger(__name__)
+
+ANSWERS = {
+    "approved": "Approved.",
+    "denied": "Denied.",
+    "not_owner": "Only the person who started this request can approve or deny it.",
+    "unknown": "This request is no longer waiting (answered, timed out or stopped).",
+}
+
+
+def outcome_text(event: ApprovalResolved, tool: str) -> str:
+    if event.outcome == "timeout":
+        return f"{tool}: no answer in time, denied."
+    if event.outcome == "cancelled":
+        return f"{tool}: stopped before an answer."
+    verdict = "approved" if event.approved else "denied"
+    return f"{tool}: {verdict}" + (f" by {event.by.split(':', 1)[-1]}." if event.by else ".")
+
+
+class ApprovalPresenter:
+    def __init__(self, runtime: AgentRuntime, budgets: Mapping[str, OutboundBudget]) -> None:
+        self._runtime = runtime
+        self._budgets = budgets
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def watch(self, run: Run, adapter: Adapter, target: ChatTarget) -> None:
+        task = asyncio.create_task(self._follow(run, adapter, target), name="approvals")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _follow(self, run: Run, adapter: Adapter, target: ChatTarget) -> None:
+        asked: dict[str, tuple[SentMessage | None, str]] = {}
+        async for event in run.events():
+            try:
+                if isinstance(event, ApprovalRequested):
+                    request = event.request
+                    sent = await self._ask(adapter, target, request.id, request.prompt())
+                    asked[request.id] = (sent, request.tool)
+                elif isinstance(event, ApprovalResolved) and event.request_id in asked:
+                    sent, tool = asked.pop(event.request_id)
+                    if sent is not None:
+                        await self._settle(adapter, sent, outcome_text(event, tool))
+            except DeliveryError as exc:
+                log.warning("approval message in %s failed: %s", target.budget_key, exc)
+
+    async def _ask(
+        self, adapter: Adapter, target: ChatTarget, request_id: str, text: str
+    ) -> SentMessage | None:
+        budget = self._budgets[target.platform]
+        if not isinstance(adapter, ApprovalCapable):
+            await budget.call(
+                target.budget_key,
+                "send",
+                lambda: adapter.send(
+                    target, f"{text}\n(This chat cannot ask; denied.)", markup=False
+                ),
+            )
+            self._runtime.approvals.refuse(request_id)
+            return None
+        prompt = ApprovalPrompt(request_id=request_id, text=text)
+        return await budget.call(
+            target.budget_key, "send", lambda: adapter.ask_approval(target, prompt)
+        )
+
+    async def _settle(self, adapter: Adapter, sent: SentMessage, text: str) -> None:
+        assert isinstance(adapter, ApprovalCapable)
+        budget = self._budgets[sent.target.platform]
+        await budget.call(
+            sent.target.budget_key, "edit", lambda: adapter.settle_approval(sent, text)
+        )
+
+    async def decide(self, decision: ApprovalDecision) -> str:
+        by = f"{decision.platform}:{decision.user_id}"
+        outcome = self._runtime.decide(decision.request_id, decision.approved, by)
+        if outcome == "not_owner":
+            log.info("approval %s: %s is not the owner", decision.request_id, by)
+        return ANSWERS[outcome]
+
+    async def aclose(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
