@@ -17,6 +17,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config_loader import load_config
+from gateway.errors import ConfigError
 from runtime.history import ToolResultEntry
 from runtime.mcp_tools import McpToolSource
 from runtime.providers.base import ModelRequest
@@ -229,3 +230,13 @@ async def test_tools_command_lists_what_the_agent_can_use(start: Starter) -> Non
     assert "- fake__add: Add two integers." in text
     assert "- fake__crash (asks for approval)" in text
     assert "fake: ready, 7 tools" in text
+
+
+def test_an_mcp_entry_needs_exactly_one_transport(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    entry = '[[agents.bot.mcp]]\nname = "x"\ncommand = "srv"\nurl = "http://127.0.0.1:1/mcp"\n'
+    path.write_text(BASE.format(db='"db.sqlite"') + entry, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert "agents.bot.mcp" in str(caught.value)
+    assert "set command (a stdio server) or url" in str(caught.value)
