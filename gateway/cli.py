@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig
 from gateway.config_loader import load_config
 from gateway.describe import announcement, describe
 from gateway.errors import ConfigError, GatewayError
+from gateway.startup import exposure_warnings
 from runtime.errors import StorageError
 
 EXIT_OK = 0
@@ -89,6 +90,8 @@ def _run(config: GatewayConfig) -> int:
     for line in announcement(config):
         _write(sys.stdout, line)
     sys.stdout.flush()
+    for line in exposure_warnings(config):
+        _write(sys.stderr, line)
     # Imported here so `check` works without the serving stack, and so the CLI does
     # not import every adapter library just to print its help.
     serve: Serve = importlib.import_module("gateway.app").serve

@@ -38,6 +38,12 @@ from gateway.config import (
     is_positive_int,
     required_keys,
 )
+from gateway.config_checks import (
+    required_paths,
+    resolve_paths,
+    unset_variable_problems,
+    url_problems,
+)
 from gateway.errors import ConfigError, Problem
 from runtime.tools import builtin_tools
 
@@ -78,6 +84,11 @@ def load_config(
     sources: dict[str, str] = {}
     data = interpolate(document, env, sources=sources, problems=problems)
     notes = _resolve(data, env, sources, path, problems)
+    resolve_paths(data, path.parent)
+    problems.extend(url_problems(data, sources))
+    # An unset variable is the root cause: it replaces what else was said about its key.
+    unset = list(unset_variable_problems(document, data, env, required_paths(data)))
+    problems[:] = [problem for problem in problems if problem.path not in _paths(unset)]
     tools = builtin_tools().names() if known_tools is None else known_tools
     config: GatewayConfig | None = None
     try:
@@ -89,10 +100,15 @@ def load_config(
             if not (kind == "missing" and problem.path in explained):
                 problems.append(problem)
     problems.extend(_cross_check(data, sources, tools))
+    problems = [problem for problem in problems if problem.path not in _paths(unset)] + unset
     if problems or config is None:
         # Sorting groups problems by section; sort is stable within one key.
         raise ConfigError(sorted(dict.fromkeys(problems), key=lambda problem: problem.path))
     return config.with_notes(notes)
+
+
+def _paths(problems: list[Problem]) -> set[str]:
+    return {problem.path for problem in problems}
 
 
 def _read_toml(path: Path) -> Table:

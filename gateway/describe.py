@@ -66,6 +66,25 @@ def announcement(config: GatewayConfig) -> list[str]:
     return lines
 
 
+# How someone finds the id to put on an allowlist, per platform.
+_FIND_ID = {
+    "telegram": "message the bot and it replies with your id (or ask @userinfobot)",
+    "discord": (
+        "message the bot and it replies with your id (or turn on Developer Mode in "
+        "Discord's settings, then right-click your name and Copy User ID)"
+    ),
+}
+
+
+def allowlist_hint(name: str) -> str:
+    """How to allow someone on adapter ``name`` without editing the file."""
+    find = _FIND_ID.get(name)
+    if find is None:
+        return f"list ids in adapters.{name}.allowed_users; a refused user is told their id"
+    variable = f"{name.upper()}_ALLOWED_USERS"
+    return f"set {variable}=ID,ID (or adapters.{name}.allowed_users); to find your id, {find}"
+
+
 def webchat_url(config: GatewayConfig, webchat: WebchatConfig) -> str:
     """Where the web chat page is served: its own listener if it has a port, else `[server]`."""
     if webchat.port is not None:
@@ -118,7 +137,7 @@ def _adapter(config: GatewayConfig, name: AdapterName) -> str:
         count = len(section.allowed_users)
         text += f" ({count} user{'s' if count != 1 else ''})"
         if count == 0:
-            text += " [everyone is refused until allowed_users lists their ids]"
+            text += f" [everyone is refused: {allowlist_hint(name)}]"
     mode = getattr(section, "mode", None)
     if mode is not None:
         text += f", mode {mode}"

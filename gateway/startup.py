@@ -1,6 +1,8 @@
 """Start-up problems in the operator's words: one sentence naming the problem and the fix.
 
-`listen_failure` turns the OSError of a failed bind into a `StartupError`;
+`bind_listener` takes the server's port before anything slow starts, so a port in use
+fails in milliseconds; `listen_failure` turns the OSError of a failed bind into a
+`StartupError`;
 `exposure_warnings` lists what is risky but allowed (a web chat reachable from other
 machines with no login in front of it).
 """
@@ -17,6 +19,27 @@ from gateway.errors import StartupError
 
 _PORT_FIX = "set server.port or AGENT_GATEWAY_PORT"
 _HOST_FIX = 'set server.host to "127.0.0.1", "0.0.0.0" or an address of this machine'
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking socket on ``host:port`` (port 0 picks a free one)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise listen_failure(host, port, exc) from None
+    try:
+        # As aiohttp does: a restart may bind while old connections sit in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise listen_failure(host, port, exc) from None
+    return sock
 
 
 def listen_failure(host: str, port: int, exc: OSError) -> StartupError:

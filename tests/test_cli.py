@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -37,6 +38,9 @@ ENV_NAMES = (
     "SLACK_APP_TOKEN",
     "SLACK_SIGNING_SECRET",
     "AGENT_GATEWAY_PORT",
+    "AGENT_GATEWAY_HOST",
+    "TELEGRAM_ALLOWED_USERS",
+    "DISCORD_ALLOWED_USERS",
 )
 
 SECRETS = {
@@ -107,7 +111,8 @@ def test_check_default_config_describes_what_would_start(
     assert "  slack: off (auto: SLACK_BOT_TOKEN and SLACK_APP_TOKEN not set)" in out
     assert "  webchat: on (enabled = true), agent assistant, access open, " in out
     assert "http://127.0.0.1:8080/" in out
-    assert "storage: data/gateway.db" in out
+    # Relative to the configuration file, not to wherever the process was started.
+    assert f"storage: {REPO / 'config' / 'data' / 'gateway.db'}" in out
     assert "server: http://127.0.0.1:8080" in out
     assert "bindings: none" in out
 
@@ -289,6 +294,38 @@ def test_run_reports_a_gateway_failure_with_exit_1(
     assert "storage could not be opened" in capsys.readouterr().err
 
 
+def test_check_says_how_to_fill_an_empty_allowlist(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", SECRETS["TELEGRAM_BOT_TOKEN"])
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", SECRETS["DISCORD_BOT_TOKEN"])
+    monkeypatch.setenv("DISCORD_ALLOWED_USERS", "123456789012345678")
+
+    assert main(["check", "-c", str(DEFAULT)]) == 0
+
+    out = capsys.readouterr().out
+    [telegram] = [line for line in out.splitlines() if line.startswith("  telegram:")]
+    assert "(0 users) [everyone is refused: set TELEGRAM_ALLOWED_USERS=ID,ID" in telegram
+    assert "to find your id, message the bot" in telegram
+    [discord] = [line for line in out.splitlines() if line.startswith("  discord:")]
+    assert "(1 user)" in discord
+    assert "refused" not in discord
+
+
+@pytest.mark.usefixtures("url_loggers")
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_run_warns_when_the_web_chat_listens_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], host: str, warned: bool
+) -> None:
+    monkeypatch.setenv("AGENT_GATEWAY_HOST", host)
+    _fake_app(monkeypatch)
+
+    assert main(["run", "-c", str(DEFAULT)]) == 0
+
+    err = capsys.readouterr().err
+    assert ("listens beyond this machine with no login" in err) is warned
+
+
 def test_run_with_invalid_config_exits_2_before_serving(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -320,3 +357,80 @@ def test_module_entry_point_exits_2_on_a_bad_file(tmp_path: Path) -> None:
     assert [line.split(": ", 1)[0] for line in result.stderr.splitlines()] == BROKEN_PATHS
     for value in SECRETS.values():
         assert value not in result.stderr
+
+
+# -- start-up failures: one line, exit 1, no hang ------------------------------------------
+
+STARTUP = """
+default_agent = "a"
+shutdown_grace = 0.5
+[server]
+host = "{host}"
+port = {port}
+[storage]
+path = "{db}"
+[logging]
+level = "ERROR"
+[providers.p]
+kind = "echo"
+[agents.a]
+provider = "p"
+[adapters.webchat]
+enabled = true
+"""
+
+
+def _run_until_it_fails(directory: Path, *, host: str, port: int, db: str) -> list[str]:
+    """`agent-gateway run` in a child; the timeout is what proves it does not hang."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    path = directory / "gateway.toml"
+    path.write_text(STARTUP.format(host=host, port=port, db=db), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "run", "-c", str(path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    # A non-loopback host earns a warning first; the failure itself is one line.
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("agent-gateway: ")
+    return lines
+
+
+def test_run_with_the_port_in_use_says_which_setting_and_exits_1(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        [line] = _run_until_it_fails(tmp_path, host="127.0.0.1", port=port, db="gateway.db")
+    assert f"127.0.0.1:{port}" in line
+    assert "already in use" in line
+    assert "server.port or AGENT_GATEWAY_PORT" in line
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "no-such-host.invalid"])
+def test_run_with_an_unusable_host_says_so_and_exits_1(tmp_path: Path, host: str) -> None:
+    [line] = _run_until_it_fails(tmp_path, host=host, port=0, db="gateway.db")
+    assert "not an address of this machine" in line
+    assert "server.host" in line
+
+
+@pytest.mark.parametrize("kind", ["directory", "not a database", "under a file"])
+def test_run_with_unopenable_storage_is_one_line_and_exits_1(tmp_path: Path, kind: str) -> None:
+    if kind == "directory":
+        (tmp_path / "state").mkdir()
+        db = "state"
+    elif kind == "not a database":
+        (tmp_path / "state").write_text("these are not the pages of a database\n" * 200)
+        db = "state"
+    else:
+        (tmp_path / "state").write_text("a file, so nothing can live under it\n")
+        db = "state/gateway.db"
+
+    [line] = _run_until_it_fails(tmp_path, host="127.0.0.1", port=0, db=db)
+
+    assert "state" in line  # names the path, whatever the storage layer's exact words

@@ -54,7 +54,7 @@ def test_default_config_runs_offline_with_only_webchat() -> None:
     assert set(config.adapters.configured()) == {"telegram", "discord", "slack", "webchat"}
     assert config.notes.adapters["telegram"] == "auto: TELEGRAM_BOT_TOKEN not set"
     assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
-    assert config.storage.path == Path("data/gateway.db")
+    assert config.storage.path == DEFAULT.parent / "data" / "gateway.db"
     assert config.notes.source == DEFAULT
 
 
@@ -497,3 +497,127 @@ def test_a_config_built_in_code_needs_no_loader() -> None:
     assert config.providers["p"].default_model == "echo"
     assert config.adapters.enabled() == {}
     assert config.notes.source is None
+
+
+# --- operator checks: URLs, unset variables, paths, allowlists from the environment ---
+
+
+def test_storage_path_is_resolved_next_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    relative = write(tmp_path, MINIMAL + '[storage]\npath = "state/gw.db"\n', "a.toml")
+    absolute = write(tmp_path, MINIMAL + '[storage]\npath = "/srv/gw.db"\n', "b.toml")
+
+    assert load_config(relative, {}).storage.path == tmp_path / "state" / "gw.db"
+    assert load_config(absolute, {}).storage.path == Path("/srv/gw.db")
+    # No [storage] at all: the default file is beside the config too.
+    default = load_config(write(tmp_path, MINIMAL, "c.toml"), {}).storage.path
+    assert default == tmp_path / "data" / "gateway.db"
+
+
+def test_malformed_base_urls_are_problems_without_echoing_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL
+        + """
+        [providers.o]
+        kind = "openai"
+        api_key = "k"
+        base_url = "api.openai.com/v1"
+        [adapters.telegram]
+        token = "t"
+        base_url = "htp:/oops"
+        [adapters.discord]
+        token = "d"
+        api_base = "https://discord.com/api/v10"
+        gateway_url = "https://gateway.discord.gg"
+        [adapters.slack]
+        bot_token = "b"
+        app_token = "a"
+        api_url = "${SLACK_URL}"
+        """,
+    )
+
+    problems = problems_of(path, {"SLACK_URL": "http://exa mple/api/"})
+
+    assert set(problems) == {
+        "providers.o.base_url",
+        "adapters.telegram.base_url",
+        "adapters.discord.gateway_url",
+        "adapters.slack.api_url",
+    }
+    assert problems["providers.o.base_url"].startswith("not a valid URL; write it as https://")
+    assert "wss://" in problems["adapters.discord.gateway_url"]
+    assert "${SLACK_URL}" in problems["adapters.slack.api_url"]
+    for message in problems.values():
+        assert "oops" not in message
+        assert "exa mple" not in message
+
+
+def test_good_urls_pass(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL
+        + """
+        [providers.o]
+        kind = "openai"
+        api_key = "k"
+        base_url = "http://127.0.0.1:11434/v1"
+        [adapters.discord]
+        token = "d"
+        gateway_url = "ws://127.0.0.1:9999"
+        """,
+    )
+    assert load_config(path, {}).providers["o"].base_url == "http://127.0.0.1:11434/v1"
+
+
+def test_unset_variable_in_a_required_key_is_the_one_problem_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        default_agent = "${AGENT}"
+        [providers.o]
+        kind = "openai"
+        api_key = "${OPENAI_KEY}"
+        [agents.a]
+        provider = "o"
+        model = "${MODEL}"
+        [providers.optional]
+        kind = "openai"
+        api_key = "${SPARE_KEY:-}"
+        default_model = "m"
+        """,
+    )
+
+    problems = problems_of(path, {"MODEL": ""})
+
+    assert set(problems) == {"default_agent", "providers.o.api_key", "agents.a.model"}
+    assert problems["providers.o.api_key"] == (
+        "${OPENAI_KEY} is not set; export OPENAI_KEY=... before starting, "
+        "or write ${OPENAI_KEY:-default} to give a default"
+    )
+    assert problems["default_agent"].startswith("${AGENT} is not set")
+    assert problems["agents.a.model"].startswith("${MODEL} is not set")
+    config = load_config(path, {"AGENT": "a", "OPENAI_KEY": "k", "MODEL": "m"})
+    assert config.agents["a"].model == "m"
+
+
+def test_allowlists_come_from_the_environment_in_the_default_config() -> None:
+    env = {
+        "TELEGRAM_BOT_TOKEN": "t",
+        "TELEGRAM_ALLOWED_USERS": "42, 43,,",
+        "DISCORD_BOT_TOKEN": "d",
+        "DISCORD_ALLOWED_USERS": "123456789012345678",
+    }
+
+    config = load_config(DEFAULT, env)
+
+    assert config.adapters.telegram is not None
+    assert config.adapters.telegram.allowed_users == ["42", "43"]
+    assert config.adapters.discord is not None
+    assert config.adapters.discord.allowed_users == ["123456789012345678"]
+    unset = load_config(DEFAULT, {"TELEGRAM_BOT_TOKEN": "t"}).adapters.telegram
+    assert unset is not None
+    assert unset.allowed_users == []
