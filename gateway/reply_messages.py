@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 UNDELIVERED = "Sorry, I couldn't deliver my reply here."
 RETIRED = "…"  # what a no-longer-needed message shows where it cannot be deleted
 GAVE_UP = "still rate limited after repeated attempts"
-SHRINK = 0.75  # the limit after a "message is too long" refusal, relative to before
+SHRINK = 0.75  # after a "message is too long" refusal: the limit, relative to that chunk
 MIN_LIMIT = 64  # below this a platform refusing length is not about length
 
 
@@ -64,12 +64,13 @@ class ReplyMessages:
             chunks = self.split(text)
             if not final and chunks:
                 chunks[-1] = close_open_fence(chunks[-1])
+            chunk = ""
             try:
                 for index, chunk in enumerate(chunks):
                     await self._show(index, chunk)
                 break
             except MessageTooLong as exc:
-                self._shrink(exc)
+                self._shrink(exc, self._measure(chunk))
         await self._retire(len(chunks))
 
     def split(self, text: str) -> list[str]:
@@ -79,8 +80,9 @@ class ReplyMessages:
         fmt, markup = self._format, self._markup
         return fmt.measure(fmt.render(md, markup=markup), markup=markup)
 
-    def _shrink(self, exc: MessageTooLong) -> None:
-        smaller = int(self.limit * SHRINK)
+    def _shrink(self, exc: MessageTooLong, refused: int) -> None:
+        # Below the refused chunk's size, so that text is never sent as it was again.
+        smaller = int(min(self.limit, refused) * SHRINK)
         if smaller < MIN_LIMIT:
             raise DeliveryError(f"refused as too long even at {self.limit}: {exc}") from exc
         log.warning(

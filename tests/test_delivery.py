@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from adapters.errors import DeliveryError, MarkupRejected, MessageNotModified, RateLimited
+from adapters.errors import (
+    DeliveryError,
+    MarkupRejected,
+    MessageNotModified,
+    MessageTooLong,
+    NotAllowed,
+    RateLimited,
+)
 from gateway.delivery import FAILED_REPLY, MAX_ITERATIONS_NOTE
 from gateway.policy import AdapterPolicy
+from gateway.reply_messages import RETIRED, UNDELIVERED
 from runtime.errors import ProviderStreamError
 from tests.fakes.scripted_provider import Call, Fail, Gate, ScriptedProvider, Text
-from tests.pipeline_helpers import dm, rig
+from tests.pipeline_helpers import Rig, dm, rig
 
 INTERVAL = 0.2
 
@@ -166,3 +174,58 @@ async def test_an_edit_the_budget_gave_up_on_is_not_counted_as_shown() -> None:
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start finish"])
         assert r.pipeline.metrics.rate_limited.value("mem") == 5
         assert r.pipeline.metrics.edits.value("mem") == 1
+
+
+# -- a reply is never silent (issue 10.4) ------------------------------------------------
+
+BODY = " ".join(f"word{i}" for i in range(20))  # 129 characters
+
+
+async def spill_then_shrink(r: Rig) -> None:
+    """A reply near the limit whose tool status spills into a second message, then
+    goes away when the short answer replaces it."""
+    gate = Gate()
+    r.provider.script(Text(BODY), Call("get_time"), gate)
+    r.provider.script(Text("ok"))
+    await r.adapter.deliver(dm("go"))
+    await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == [BODY, "_using get_time..._"])
+    gate.release()
+
+
+async def test_a_shrinking_reply_deletes_the_message_it_spilled_into() -> None:
+    async with rig(limit=140) as r:
+        await spill_then_shrink(r)
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == [f"{BODY}\n\nok"])
+        assert len(r.adapter.deleted) == 1
+
+
+async def test_a_spilled_message_that_cannot_be_deleted_is_emptied() -> None:
+    async with rig(limit=140) as r:
+        r.adapter.fail_next("delete", NotAllowed("too old to delete"))
+        await spill_then_shrink(r)
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == [f"{BODY}\n\nok", RETIRED])
+        assert r.adapter.deleted == []
+
+
+async def test_message_too_long_is_split_again_not_retried_as_is() -> None:
+    async with rig(limit=200) as r:
+        r.adapter.fail_next("send", MessageTooLong("message is too long"))
+        r.provider.script(Text(BODY))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: not r.runtime.active_runs() and r.adapter.chat("dm42"))
+        await asyncio.wait_for(r.pipeline.drain(grace=2), 5)
+        chat = r.adapter.chat("dm42")
+        assert len(chat) == 2  # split smaller after the refusal: never the same text again
+        assert " ".join(chat) == BODY
+
+
+async def test_a_final_text_that_never_lands_is_one_short_sentence() -> None:
+    async with rig(policy=paced()) as r:
+        gate = Gate()
+        r.provider.script(Text("start"), gate, Text(" finish"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start"])
+        for _ in range(3):
+            r.adapter.fail_next("edit", DeliveryError("server error"))
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start", UNDELIVERED])
