@@ -134,11 +134,14 @@ class PostgresStorage:
         return conn
 
     async def _migrate(self, conn: AsyncConn) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         while True:
             async with conn.transaction():
-                # Replicas starting together queue here; each reads the version anew.
+                # Replicas starting together queue here, each then reading the version
+                # anew; even CREATE TABLE IF NOT EXISTS races without the lock.
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                )
                 row = await (
                     await conn.execute("SELECT MAX(version) FROM schema_version")
                 ).fetchone()
