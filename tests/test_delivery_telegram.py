@@ -1,0 +1,74 @@
+"""Delivery through the real Telegram adapter and the fake Bot API, which counts a
+message's length in UTF-16 code units like the real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.base import ChatTarget
+from adapters.errors import MessageTooLong
+from adapters.text.telegram_html import utf16_len
+from gateway.reply_messages import UNDELIVERED
+from tests.fakes.scripted_provider import Text
+from tests.fakes.telegram_api import MAX_TEXT, FakeTelegram
+from tests.runtime_helpers import wait_for
+from tests.test_telegram_adapter import JSON, alice, fake, running, texts
+
+__all__ = ["alice", "fake"]  # fixtures, used by name
+
+EMOJI = "\U0001f600"  # outside the BMP: two UTF-16 code units
+TOO_LONG = "Bad Request: message is too long"
+
+
+async def test_the_fake_counts_utf16_code_units(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as r:
+        target = ChatTarget(platform="telegram", chat_id=str(chat))
+        with pytest.raises(MessageTooLong):
+            await r.adapter.send(target, EMOJI * 2100, markup=False)  # 2,100 characters
+        await r.adapter.send(target, EMOJI * 2048, markup=False)  # 4,096 units: fits
+
+
+async def test_2100_emoji_are_all_delivered_within_the_limit(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as r:
+        r.provider.script(Text(EMOJI * 2100))
+        fake.user_sends(chat, alice, "smile")
+        await wait_for(lambda: "".join(texts(fake, chat)) == EMOJI * 2100)
+        sent = texts(fake, chat)
+        assert len(sent) == 2
+        assert all(utf16_len(text) <= MAX_TEXT for text in sent)
+        assert all(call.status == 200 for call in fake.calls("sendMessage"))  # never refused
+
+
+async def test_message_too_long_is_split_again(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    words = " ".join(f"word{i}" for i in range(500))  # 3,389 characters: one message
+    async with running(tmp_path, fake) as r:
+        fake.fail_next("sendMessage", status=400, description=TOO_LONG)
+        r.provider.script(Text(words))
+        fake.user_sends(chat, alice, "talk")
+        await wait_for(lambda: " ".join(texts(fake, chat)) == words)
+        assert len(texts(fake, chat)) == 2
+        refused, *resent = fake.calls("sendMessage")
+        assert refused.status == 400
+        assert all(call.params["text"] != refused.params["text"] for call in resent)
+
+
+async def test_a_final_text_that_never_lands_says_so_in_one_sentence(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as r:
+        fake.fail_next("sendMessage", status=500, description="Internal Server Error", times=3)
+        r.provider.script(Text("an answer that cannot land"))
+        fake.user_sends(chat, alice, "hello")
+        await wait_for(lambda: texts(fake, chat) == [UNDELIVERED], timeout=10)
