@@ -53,7 +53,17 @@ class StopFrame(_Frame):
     agent: str | None = None
 
 
-ClientFrame = Annotated[HelloFrame | MessageFrame | StopFrame, Field(discriminator="type")]
+class DecisionFrame(_Frame):
+    """A press of an approval request's Approve / Deny button."""
+
+    type: Literal["decision"]
+    request_id: Token
+    approved: bool
+
+
+ClientFrame = Annotated[
+    HelloFrame | MessageFrame | StopFrame | DecisionFrame, Field(discriminator="type")
+]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
