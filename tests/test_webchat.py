@@ -15,8 +15,13 @@ import aiohttp
 import pytest
 
 from adapters.webchat.adapter import client_of, inbound_message, scope_of
+from adapters.webchat.greeting import agent_card, greeting_text
+from adapters.webchat.markdown import render_markdown
 from gateway.app import Gateway
 from gateway.config_loader import load_config
+from runtime.agents import Agent, AgentSpec
+from runtime.providers.echo import EchoProvider
+from runtime.providers.openai import OpenAIProvider
 
 Frame = dict[str, Any]
 TIMEOUT = 5.0
@@ -332,3 +337,175 @@ async def test_stop_closes_open_sockets_cleanly(start: StartGateway) -> None:
     assert closed.type is aiohttp.WSMsgType.CLOSE
     assert closed.data == aiohttp.WSCloseCode.GOING_AWAY
     assert h.gateway.supervised["webchat"].adapter.state == "stopped"
+
+
+# -- rendering and greeting (pure) -------------------------------------------------------
+
+
+def test_markdown_renders_blocks_and_keeps_html_and_bad_links_out() -> None:
+    html = render_markdown(
+        "# Plan\n\n- one\n- two\n\n> quoted\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+        "<script>alert(1)</script> [x](javascript:alert(1)) [ok](https://example.com)"
+    )
+    assert "<h1>Plan</h1>" in html
+    assert "<li>one</li>" in html
+    assert "<blockquote>" in html
+    assert "<td>1</td>" in html
+    assert "<script>" not in html
+    assert "&lt;script&gt;" in html
+    assert 'href="javascript:' not in html
+    assert '<a href="https://example.com" target="_blank" rel="noopener noreferrer">ok</a>' in html
+    assert "<img" not in render_markdown("![pic](https://example.com/p.png)")
+
+
+async def test_greeting_names_agent_model_and_the_echo_fix() -> None:
+    echo = Agent(
+        spec=AgentSpec(name="assistant", provider="e", model="echo"), provider=EchoProvider()
+    )
+    text = greeting_text(echo)
+    assert "**assistant**" in text
+    assert "offline **echo** model" in text
+    assert "OPENAI_API_KEY" in text
+    assert "/help" in text
+    real_provider = OpenAIProvider("o", base_url="http://127.0.0.1:9/v1", api_key="k")
+    try:
+        real = Agent(
+            spec=AgentSpec(name="writer", provider="o", model="gpt-x"), provider=real_provider
+        )
+        card = agent_card(real)
+    finally:
+        await real_provider.aclose()
+    assert (card["provider"], card["model"]) == ("openai", "gpt-x")
+    assert "`gpt-x` (openai)" in card["greeting"]
+    assert "echo" not in card["greeting"]
+    assert "<code>/help</code>" in card["greeting_html"]
+
+
+# -- history, new chat, typing, status ------------------------------------------------------
+
+
+def is_history(frame: Frame) -> bool:
+    return frame["type"] == "history"
+
+
+def turn_texts(frame: Frame) -> list[tuple[str, str]]:
+    return [(t["role"], t["text"]) for t in frame["turns"]]
+
+
+async def test_welcome_describes_each_agent_and_history_starts_empty(start: StartGateway) -> None:
+    h = await start()
+    page = await h.connect()
+    welcome = await page.hello()
+    info = welcome["agent_info"]["assistant"]
+    assert (info["provider"], info["model"]) == ("echo", "echo")
+    assert "echo" in info["greeting"]
+    history = await page.expect(is_history)
+    assert (history["agent"], history["topic"], history["turns"]) == ("assistant", None, [])
+    assert history["running"] is False
+
+
+async def test_reload_shows_the_scratch_chat_and_a_restart_the_active_topic(
+    start: StartGateway,
+) -> None:
+    h = await start()
+    page = await h.connect("reloading-client")
+    await page.hello()
+    await page.say("scratch **words**")
+    await page.expect_text("scratch **words**")
+    await page.expect(lambda f: f["type"] == "typing" and not f["active"])
+    reloaded = await h.connect("reloading-client")
+    await reloaded.hello()
+    history = await reloaded.expect(is_history)
+    assert turn_texts(history) == [
+        ("user", "scratch **words**"),
+        ("assistant", "scratch **words**"),
+    ]
+    assert history["turns"][1]["html"] == "<p>scratch <strong>words</strong></p>\n"
+    assert "html" not in history["turns"][0]  # the page shows user text as typed
+    # A topic is stored: after a restart the page shows it again.
+    await page.say("/topic work")
+    await page.expect(lambda f: is_history(f) and f["topic"] == "work")
+    await page.say("kept across restarts")
+    await page.expect_text("kept across restarts")
+    await page.expect(lambda f: f["type"] == "typing" and not f["active"])
+    await h.gateway.stop()
+    h2 = await start()
+    after = await h2.connect("reloading-client")
+    await after.hello()
+    history = await after.expect(is_history)
+    assert history["topic"] == "work"
+    assert turn_texts(history) == [
+        ("user", "kept across restarts"),
+        ("assistant", "kept across restarts"),
+    ]
+
+
+async def test_new_chat_keeps_the_scratch_chat_and_a_topic_click_shows_it(
+    start: StartGateway,
+) -> None:
+    h = await start()
+    page = await h.connect()
+    await page.hello()
+    await page.expect(is_history)
+    await page.say("remember the milk")
+    await page.expect_text("remember the milk")
+    await page.expect(lambda f: f["type"] == "typing" and not f["active"])
+    await page.say("/new")
+    fresh = await page.expect(is_history)
+    assert (fresh["topic"], fresh["turns"]) == (None, [])
+    notice = await page.expect(lambda f: f["type"] == "notice")
+    key = notice["text"].split("the topic ", 1)[1].split(" ", 1)[0]
+    assert key.startswith("chat-")
+    topics = await page.expect(lambda f: f["type"] == "topics" and f["topics"])
+    assert [(t["key"], t["active"]) for t in topics["topics"]] == [(key, False)]
+    await page.say(f"/topic {key}")
+    shown = await page.expect(lambda f: is_history(f) and f["topic"] == key)
+    assert turn_texts(shown) == [("user", "remember the milk"), ("assistant", "remember the milk")]
+    assert shown["title"] == "remember the milk"
+
+
+async def test_typing_stays_on_until_a_steered_reply_has_finished(start: StartGateway) -> None:
+    h = await start(word_delay=0.02)
+    page = await h.connect()
+    await page.hello()
+    await page.say(words(15))
+    await page.expect(lambda f: f["type"] == "message")
+    await page.say("and also this")
+    await page.expect(lambda f: f["type"] == "ack")
+    await page.expect_text(words(15))
+    await page.expect_text("and also this")
+    await page.expect(lambda f: f["type"] == "typing" and not f["active"])
+    texts = [f.get("text") if f["type"] in ("message", "edit") else None for f in page.frames]
+    finished = texts.index("and also this")
+    offs = [i for i, f in enumerate(page.frames) if f["type"] == "typing" and not f["active"]]
+    # Without the fix the first run's "off" lands while the steered reply still streams.
+    assert offs[0] > finished, [(f["type"], f.get("active"), f.get("text")) for f in page.frames]
+
+
+async def test_reload_during_a_reply_shows_it_running(start: StartGateway) -> None:
+    h = await start(word_delay=0.05)
+    page = await h.connect("busy-client")
+    await page.hello()
+    await page.say(words(40))
+    await page.expect(lambda f: f["type"] == "message")
+    again = await h.connect("busy-client")
+    await again.hello()
+    history = await again.expect(is_history)
+    assert history["running"] is True
+    assert turn_texts(history) == [("user", words(40))]
+    await again.send(type="stop", agent="assistant")
+    await again.expect(lambda f: f["type"] == "typing" and not f["active"])
+
+
+async def test_status_counts_tokens_in_a_scratch_chat(start: StartGateway) -> None:
+    h = await start()
+    page = await h.connect()
+    await page.hello()
+    await page.say("count these words please")
+    await page.expect_text("count these words please")
+    await page.expect(lambda f: f["type"] == "typing" and not f["active"])
+    await page.say("/status")
+    status = await page.expect(lambda f: f["type"] == "message" and "tokens:" in f["text"])
+    assert "scratch conversation" in status["text"]
+    prompt = int(status["text"].split("tokens: ", 1)[1].split(" prompt", 1)[0])
+    assert prompt > 0

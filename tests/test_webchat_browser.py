@@ -64,6 +64,21 @@ def words(count: int, prefix: str) -> str:
     return " ".join(f"{prefix}{i}" for i in range(count))
 
 
+# Records every change of the "Replying" indicator with the newest reply's text, so the
+# test can tell whether it went off while a reply was still streaming.
+WATCH_TYPING = """() => {
+  window.typingLog = [];
+  const typing = document.getElementById("typing");
+  new MutationObserver(() => {
+    const replies = document.querySelectorAll(".bubble.assistant");
+    const last = replies.length ? replies[replies.length - 1].textContent.trim() : "";
+    window.typingLog.push({ hidden: typing.hidden, last: last });
+  }).observe(typing, { attributes: true, attributeFilter: ["hidden"] });
+}"""
+
+MARKDOWN = "# Plan\n\n- first item\n- second item\n\n> a quote\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+
+
 async def test_chat_in_a_real_browser(browser_ready: None, gateway: Gateway) -> None:
     from playwright.async_api import async_playwright, expect
 
@@ -78,7 +93,17 @@ async def test_chat_in_a_real_browser(browser_ready: None, gateway: Gateway) -> 
             await page.goto(f"{gateway.server.url}/")
             await expect(page.locator("#status")).to_have_text("connected")
             await expect(page.locator("#agent option")).to_have_count(2)
+
+            # The empty page greets: which agent, that it is the echo model, the fix, /help.
+            greeting = page.locator(".bubble.greeting")
+            await expect(greeting).to_contain_text("assistant answers here")
+            await expect(greeting).to_contain_text("offline echo model")
+            await expect(greeting).to_contain_text("OPENAI_API_KEY")
+            await expect(greeting.locator("code", has_text="/help")).to_have_count(1)
+            await expect(page.locator("#model")).to_have_text("echo model (offline)")
+            await expect(page.locator("#stop")).to_be_disabled()
             await page.select_option("#agent", "helper")
+            await expect(greeting).to_contain_text("helper answers here")
 
             box = page.locator("#input")
             assistant = page.locator(".bubble.assistant")
@@ -90,35 +115,61 @@ async def test_chat_in_a_real_browser(browser_ready: None, gateway: Gateway) -> 
             await expect(assistant.last).to_have_text("hello there from the browser")
             await expect(page.locator("#title")).to_have_text("hello there from the browser")
 
-            # A topic: listed in the sidebar, active.
+            # A reload shows the conversation again, served from the runtime.
+            await page.reload()
+            await expect(page.locator("#status")).to_have_text("connected")
+            await expect(user).to_have_text(["hello there from the browser"])
+            await expect(assistant).to_have_text(["hello there from the browser"])
+            await expect(page.locator("#title")).to_have_text("hello there from the browser")
+            await expect(greeting).to_have_count(0)
+
+            # A topic: listed in the sidebar, active, empty; the scratch chat is kept.
             await box.fill("/topic demo")
             await box.press("Enter")
             await expect(page.locator("#topics li.active .key")).to_have_text("demo")
+            await expect(greeting).to_have_count(1)
+            await expect(user).to_have_count(0)
+            await expect(page.locator(".bubble.system")).to_contain_text("kept as the topic chat-")
+            kept = page.locator("#topics li:not(.active) .topic-title")
+            await expect(kept).to_have_text("hello there from the browser")
 
-            # Markdown is rendered; HTML in the text stays text.
+            # Markdown is rendered: headings, lists, quotes, tables.
+            await box.fill(MARKDOWN)
+            await box.press("Enter")
+            await expect(assistant.last.locator("h1")).to_have_text("Plan")
+            await expect(assistant.last.locator("li")).to_have_text(["first item", "second item"])
+            await expect(assistant.last.locator("blockquote")).to_have_text("a quote")
+            await expect(assistant.last.locator("td")).to_have_text(["1", "2"])
+
+            # Inline markdown too; HTML in the text stays text.
             await box.fill("Try **bold** and `code` <img src=x onerror=alert(1)>")
             await box.press("Enter")
             await expect(assistant.last.locator("strong")).to_have_text("bold")
             await expect(assistant.last.locator("code")).to_have_text("code")
             await expect(assistant.last).to_contain_text("<img src=x onerror=alert(1)>")
             assert await page.locator(".bubble img").count() == 0
-            await expect(page.locator("#topics li.active .topic-title")).to_have_text(
-                "Try **bold** and `code` <img"
-            )
 
-            # Steering: a message sent while the reply streams is acked and answered.
+            # Steering: a message sent while the reply streams is acked and answered, and
+            # "Replying" and Stop stay on until the steered reply has finished.
+            await expect(page.locator("#typing")).to_be_hidden()
+            await page.evaluate(WATCH_TYPING)
             replies = await assistant.count()
             long_text = words(40, "long")
             await box.fill(long_text)
             await box.press("Enter")
             await expect(assistant).to_have_count(replies + 1)
             await expect(page.locator("#typing")).to_be_visible()
+            await expect(page.locator("#stop")).to_be_enabled()
             await box.fill("steer this way")
             await box.press("Enter")
             await expect(user.last.locator(".ack")).to_contain_text("\N{EYES}")
             await expect(assistant.filter(has_text=long_text)).to_have_count(1)
             await expect(assistant.last).to_have_text("steer this way")
             await expect(page.locator("#typing")).to_be_hidden()
+            await expect(page.locator("#stop")).to_be_disabled()
+            log = await page.evaluate("window.typingLog")
+            hidden = [entry for entry in log if entry["hidden"]]
+            assert hidden == [{"hidden": True, "last": "steer this way"}], log
 
             # Stop: the long reply ends with "(stopped)".
             before = await assistant.count()
@@ -129,8 +180,19 @@ async def test_chat_in_a_real_browser(browser_ready: None, gateway: Gateway) -> 
             await expect(assistant.nth(before)).to_contain_text("(stopped)")
             await expect(assistant.last).to_have_text("Stopped.")
             await expect(page.locator("#typing")).to_be_hidden()
-
             await page.screenshot(path=str(SCREENSHOT))
+
+            # + New chat empties the page; clicking the topic shows its messages again.
+            await page.click("#new-chat")
+            await expect(user).to_have_count(0)
+            await expect(greeting).to_have_count(1)
+            await expect(page.locator("#title")).to_have_text("New chat")
+            await page.click("#topics button[data-key=demo]")
+            await expect(page.locator("#topics li.active .key")).to_have_text("demo")
+            await expect(user.first).to_have_text(MARKDOWN)
+            await expect(user.last).to_have_text(words(80, "w"))
+            await expect(assistant.filter(has_text="steer this way")).to_have_count(1)
+            await expect(page.locator(".bubble.assistant .note")).to_have_text(["(stopped)"])
         finally:
             await browser.close()
     assert errors == []

@@ -43,6 +43,7 @@ from adapters.base import (
     NativeStream,
     SentMessage,
 )
+from adapters.text.format import TextFormat, identity
 from adapters.webchat.frames import (
     CLIENT_FRAME,
     Frame,
@@ -53,7 +54,6 @@ from adapters.webchat.frames import (
     text_frame,
 )
 from adapters.webchat.greeting import agent_card
-from adapters.text.format import TextFormat, identity
 from runtime.agent_runtime import AgentRuntime
 from runtime.conversation import Conversation
 from runtime.errors import AgentRuntimeError
@@ -111,7 +111,8 @@ def inbound_message(
 ) -> InboundMessage:
     """A page's message as the pipeline sees it: always a direct, addressed message.
     ``extra`` rides on the reply's target, so ``send`` knows what the reply answers."""
-    details = {**(extra or {}), **({"agent": agent} if agent else {})}
+    # ``request`` tells one reply's renderer from another's (see ``typing``).
+    details = {**(extra or {}), "request": message_id, **({"agent": agent} if agent else {})}
     return InboundMessage(
         platform=PLATFORM,
         message_id=f"{client_id}:{message_id}",
@@ -150,6 +151,7 @@ class WebchatAdapter:
         self._clients: dict[str, set[web.WebSocketResponse]] = {}
         self._sockets: set[web.WebSocketResponse] = set()
         self._titles: dict[tuple[str, str], str] = {}  # (client, agent) -> title shown
+        self._replying: dict[str, set[str]] = {}  # client -> requests whose typing is on
         self._tasks: set[asyncio.Task[None]] = set()
         self._page: str | None = None
         self._ids = itertools.count(1)
@@ -392,7 +394,7 @@ class WebchatAdapter:
                     topic=current.topic_key,
                     title=title,
                     turns=await self._runtime.transcript(current),
-                    running=self._busy(client_id, agent),
+                    running=self._busy(client_id, agent) or client_id in self._replying,
                 )
             )
         for frame in frames:
@@ -489,17 +491,22 @@ class WebchatAdapter:
         frame = {"type": "delete", "id": message.message_id}
         await self._broadcast(message.target.chat_id, frame)
 
-    async def delete(self, message: SentMessage) -> None:
-        frame = {"type": "delete", "id": message.message_id}
-        await self._broadcast(message.target.chat_id, frame)
-
     async def typing(self, target: ChatTarget, active: bool) -> None:
         agent = target.extra.get("agent") or self.default_agent
         # A run that ends with a message queued starts the next run at once, and the
-        # next renderer may show typing before the previous one clears it: "off" only
-        # holds when nothing is running any more.
-        shown = active or self._busy(target.chat_id, agent)
-        await self._broadcast(target.chat_id, {"type": "typing", "agent": agent, "active": shown})
+        # next reply's renderer shows typing before the previous one clears it (and may
+        # finish before the previous one's last edit lands): the page's indicator is
+        # off only when every reply's renderer has said so.
+        request = target.extra.get("request", "")
+        replying = self._replying.setdefault(target.chat_id, set())
+        if active:
+            replying.add(request)
+        else:
+            replying.discard(request)
+        if not replying:
+            del self._replying[target.chat_id]
+        frame = {"type": "typing", "agent": agent, "active": bool(replying)}
+        await self._broadcast(target.chat_id, frame)
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
         own_id = message_id.removeprefix(f"{target.chat_id}:")
