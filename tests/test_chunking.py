@@ -225,3 +225,24 @@ def test_tiny_limits_still_respect_the_limit(limit: int) -> None:
     chunks = split_message(text, limit)
     assert all(0 < len(chunk) <= limit for chunk in chunks)
     assert sum(len(chunk) for chunk in chunks) >= len("".join(text.split())) // 2
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_a_measure_other_than_characters_is_respected() -> None:
+    emoji = "\U0001f600" * 2100  # 2,100 characters, 4,200 UTF-16 code units
+    assert split_message(emoji, 4096) == [emoji]  # by characters it would fit
+    chunks = split_message(emoji, 4096, _utf16)
+    assert "".join(chunks) == emoji
+    assert all(_utf16(chunk) <= 4096 for chunk in chunks)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_measured_splits_keep_fences_balanced(seed: int) -> None:
+    rng = random.Random(seed)
+    text = _random_reply(rng, 6).replace("e", "\U0001f600")
+    chunks = split_message(text, 80, _utf16)
+    assert all(_utf16(chunk) <= 80 for chunk in chunks)
+    assert all(fence_state(chunk) is None for chunk in chunks)

@@ -305,3 +305,65 @@ def test_deep_nesting_stays_shallow() -> None:
     md = "*a **b " * 200 + "c** d*" * 200
     _assert_valid_telegram(to_telegram_html(md))
     assert to_telegram_html("[" * 5000).count("[") == 5000
+
+
+# --- readable structure on every platform (headings, lists, quotes, tables) ------------
+
+_STRUCTURE = """## Results
+
+| name | score |
+|------|------:|
+| **ann** | 10 |
+| bob & co | 7 |
+
+> quoted *line*
+> > nested
+
+1. first
+   - sub a
+2. second"""
+
+_GRID = "name     | score\n---------+------\nann      | 10\nbob & co | 7"
+
+
+def test_structure_for_telegram() -> None:
+    html_grid = _GRID.replace("&", "&amp;")
+    assert to_telegram_html(_STRUCTURE) == (
+        f"<b>Results</b>\n\n<pre>{html_grid}</pre>\n\n"
+        "<blockquote>quoted <i>line</i>\nnested</blockquote>\n\n"
+        "1. first\n  • sub a\n2. second"
+    )
+    _assert_valid_telegram(to_telegram_html(_STRUCTURE))
+
+
+def test_structure_for_slack() -> None:
+    assert to_slack_mrkdwn(_STRUCTURE) == (
+        f"*Results*\n\n```\n{_GRID.replace('&', '&amp;')}\n```\n\n"
+        "> quoted _line_\n> nested\n\n"
+        "1. first\n  • sub a\n2. second"
+    )
+
+
+def test_structure_for_discord_keeps_markdown_but_draws_tables() -> None:
+    rendered = to_discord(_STRUCTURE)
+    table = "\n".join(_STRUCTURE.split("\n")[2:6])
+    assert rendered == _STRUCTURE.replace(table, f"```\n{_GRID}\n```")
+    assert "|---" not in rendered
+
+
+def test_structure_as_plain_text() -> None:
+    assert to_plain_text(_STRUCTURE) == (
+        f"Results\n\n{_GRID}\n\n> quoted line\n> nested\n\n1. first\n  • sub a\n2. second"
+    )
+
+
+def test_a_list_item_opening_with_a_quote_starts_it_on_its_own_line() -> None:
+    # Slack shows a quote only at the start of a line.
+    assert to_slack_mrkdwn("- > said") == "•\n> said"
+    _assert_valid_slack(to_slack_mrkdwn("1. > a < b"))
+
+
+def test_tables_in_a_streaming_prefix_stay_valid() -> None:
+    for end in range(len(_STRUCTURE) + 1):
+        _assert_valid_telegram(to_telegram_html(_STRUCTURE[:end]))
+        _assert_valid_slack(to_slack_mrkdwn(_STRUCTURE[:end]))
