@@ -1,10 +1,13 @@
-"""Runtime benchmarks (issue 2). Run: .venv/bin/python -m bench.runtime_bench
+"""Runtime benchmarks (issues 2 and 11). Run: .venv/bin/python -m bench.runtime_bench
+(or name phases: ``... runtime_bench overhead chunks``).
 
 1. Overhead: a runtime run against the fake OpenAI-compatible server on loopback vs the
    bare httpx streaming request to the same server with the same reply, interleaved in
-   one process; ratio of median wall times (target <= 1.10).
-2. 1,000 runs in flight at once (real HTTP to the fake server): all complete.
-3. 10,000 idle tmp conversations, each after one exchange: RSS cost (target < 50 MB).
+   one process; ratio of median wall times over 200 runs (target <= 1.05). Also the TCP
+   connections each side opened (a reused connection is one for all runs).
+2. Chunk path: the provider's parser alone, per SSE chunk (network chunk -> event).
+3. 1,000 runs in flight at once (real HTTP to the fake server): all complete.
+4. 10,000 idle tmp conversations, each after one exchange: RSS cost (target < 50 MB).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import gc
 import json
 import os
 import statistics
+import sys
 import time
 
 import httpx
@@ -24,12 +28,13 @@ from runtime.history import Speaker
 from runtime.messages import UserMessage
 from runtime.providers.base import ModelProvider
 from runtime.providers.echo import EchoProvider
-from runtime.providers.openai import OpenAIProvider
+from runtime.providers.openai import OpenAIProvider, _Parser
 from runtime.tools import builtin_tools
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
 
 WORDS = 60
-ROUNDS = 60
+ROUNDS = 200
+WARMUP = 10
 
 
 def reply_script(delay: float = 0.0) -> Script:
@@ -71,7 +76,7 @@ async def overhead(server: FakeLLMServer) -> None:
     bare_times: list[float] = []
     run_times: list[float] = []
     async with httpx.AsyncClient(timeout=30) as client:
-        for i in range(ROUNDS + 5):
+        for i in range(ROUNDS + WARMUP):
             server.script(reply_script())
             start = time.perf_counter()
             text = await bare_request(client, server.url)
@@ -85,7 +90,9 @@ async def overhead(server: FakeLLMServer) -> None:
             # The background title request must not take the next round's script.
             if sub.conversation.title_task is not None:
                 await sub.conversation.title_task
-            if i >= 5:  # warm-up rounds are not counted
+            if i == WARMUP - 1:
+                connections = server.connections
+            if i >= WARMUP:  # warm-up rounds are not counted
                 bare_times.append(bare)
                 run_times.append(run)
     await runtime.shutdown(grace=1)
@@ -94,7 +101,27 @@ async def overhead(server: FakeLLMServer) -> None:
     print(f"overhead: {ROUNDS} rounds, {WORDS}-chunk reply")
     print(f"  bare httpx stream   median {bare_med * 1000:.2f} ms")
     print(f"  runtime run         median {run_med * 1000:.2f} ms")
-    print(f"  ratio runtime/bare  {run_med / bare_med:.3f}  (target <= 1.10)")
+    print(f"  ratio runtime/bare  {run_med / bare_med:.3f}  (target <= 1.05)")
+    opened = server.connections - connections
+    print(f"  TCP connections opened during the {ROUNDS} rounds (both sides): {opened}")
+
+
+def chunk_path(count: int = 20_000) -> None:
+    chunks = [
+        b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,'
+        b'"model":"m","choices":[{"index":0,"delta":{"content":"word%d "},'
+        b'"logprobs":null,"finish_reason":null}],"usage":null}\n\n' % i
+        for i in range(count)
+    ]
+    timings = []
+    for _ in range(5):
+        parser = _Parser()
+        start = time.perf_counter()
+        for chunk in chunks:
+            parser.feed(chunk)
+        timings.append(time.perf_counter() - start)
+    per = min(timings) / count * 1e6
+    print(f"chunk path: parser feed, best of 5 x {count} chunks: {per:.2f} us a chunk")
 
 
 async def in_flight(server: FakeLLMServer, count: int = 1000) -> None:
@@ -147,18 +174,23 @@ async def idle_memory(count: int = 10_000) -> None:
     )
 
 
-async def main() -> None:
+async def main(phases: set[str]) -> None:
     # Memory first, in a fresh process: measured after the other phases, RSS growth
     # would hide in memory their freed objects left to the allocator.
-    await idle_memory()
+    if "memory" in phases:
+        await idle_memory()
+    if "chunks" in phases:
+        chunk_path()
     server = FakeLLMServer()
     await server.start()
     try:
-        await overhead(server)
-        await in_flight(server)
+        if "overhead" in phases:
+            await overhead(server)
+        if "inflight" in phases:
+            await in_flight(server)
     finally:
         await server.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(set(sys.argv[1:]) or {"memory", "chunks", "overhead", "inflight"}))
