@@ -38,6 +38,15 @@ async def stream_words(provider: ScriptedProvider, words: int, gates: list[Gate]
     provider.script(*steps)
 
 
+async def show_start(r: Rig) -> Gate:
+    """A reply that shows "start", then waits at the returned gate before " finish"."""
+    gate = Gate()
+    r.provider.script(Text("start"), gate, Text(" finish"))
+    await r.adapter.deliver(dm("go"))
+    await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start"])
+    return gate
+
+
 async def test_edits_are_coalesced_and_paced_per_chat() -> None:
     async with rig(policy=paced()) as r:
         gates: list[Gate] = []
@@ -120,10 +129,7 @@ async def test_long_replies_are_split_under_the_limit() -> None:
 
 async def test_a_failed_edit_is_retried_so_the_final_text_lands() -> None:
     async with rig(policy=paced()) as r:
-        gate = Gate()
-        r.provider.script(Text("start"), gate, Text(" finish"))
-        await r.adapter.deliver(dm("go"))
-        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start"])
+        gate = await show_start(r)
         r.adapter.fail_next("edit", DeliveryError("server error"))
         gate.release()
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start finish"])
@@ -164,10 +170,7 @@ async def test_an_edit_the_budget_gave_up_on_is_not_counted_as_shown() -> None:
     """Five 429s in a row exhaust the budget's attempts; the text is not recorded as
     shown, so the flush loop tries again and the final text still lands."""
     async with rig(policy=paced()) as r:
-        gate = Gate()
-        r.provider.script(Text("start"), gate, Text(" finish"))
-        await r.adapter.deliver(dm("go"))
-        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start"])
+        gate = await show_start(r)
         for _ in range(5):
             r.adapter.fail_next("edit", RateLimited(0.01))
         gate.release()
@@ -221,10 +224,7 @@ async def test_message_too_long_is_split_again_not_retried_as_is() -> None:
 
 async def test_a_final_text_that_never_lands_is_one_short_sentence() -> None:
     async with rig(policy=paced()) as r:
-        gate = Gate()
-        r.provider.script(Text("start"), gate, Text(" finish"))
-        await r.adapter.deliver(dm("go"))
-        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start"])
+        gate = await show_start(r)
         for _ in range(3):
             r.adapter.fail_next("edit", DeliveryError("server error"))
         gate.release()

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
-__all__ = ["Kind", "Renderer", "convert", "format_table", "parse"]
+__all__ = ["BareRenderer", "Kind", "Renderer", "convert", "format_table", "parse"]
 
 Kind = Literal["bold", "italic", "strike"]
 
@@ -103,8 +103,9 @@ def format_table(rows: list[list[str]]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-class _Bare:
-    """Table cells and link labels compared with their URL: text without any markup."""
+class BareRenderer:
+    """Text without any markup: table cells, link labels compared with their URL, and
+    the base of the plain-text renderer."""
 
     def text(self, text: str) -> str:
         return text
@@ -195,7 +196,7 @@ class _Walker:
 
     def table_rows(self, table: SyntaxTreeNode) -> list[list[str]]:
         rows = [row for section in table.children for row in section.children]
-        plain = _Walker(self.lines, _Bare())
+        plain = _Walker(self.lines, BareRenderer())
         return [
             [plain.inline(cell.children[0]) if cell.children else "" for cell in row.children]
             for row in rows
@@ -234,7 +235,7 @@ class _Walker:
                 return out.text(node.content)
 
     def plain(self, node: SyntaxTreeNode) -> str:
-        return _Walker(self.lines, _Bare()).inline(node)
+        return _Walker(self.lines, BareRenderer()).inline(node)
 
 
 def _is_blank(line: str) -> bool:
