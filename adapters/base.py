@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -47,6 +47,12 @@ class SentMessage:
     message_id: str
 
 
+Media = tuple[tuple[Image, ...], tuple[str, ...]]
+"""Downloaded images, and a note for each attachment the agent cannot see."""
+
+MediaFetch = Callable[[], Awaitable[Media]]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InboundMessage:
     """One platform message, reduced to what the pipeline needs.
@@ -73,6 +79,9 @@ class InboundMessage:
     attachment_notes: tuple[str, ...] = ()
     match: Mapping[str, str] = field(default_factory=dict)  # chat/guild/channel/team
     agent: str | None = None  # an explicit agent choice (the web chat's picker)
+    # Attachments still to download: fetched in the message's lane, so a large file
+    # never holds up the adapter's intake or another chat.
+    media: MediaFetch | None = None
 
 
 class StatusTracker:
@@ -92,8 +101,30 @@ class StatusTracker:
         self.state, self.detail = state, detail
 
 
+class StatusReporting:
+    """The ``state`` / ``state_detail`` half of the ``Adapter`` protocol, read from the
+    adapter's ``StatusTracker`` (``_connection``), so no adapter hand-rolls its state."""
+
+    _connection: StatusTracker
+
+    @property
+    def state(self) -> AdapterState:
+        return self._connection.state
+
+    @property
+    def state_detail(self) -> str:
+        return self._connection.detail
+
+    @property
+    def state_history(self) -> deque[AdapterState]:
+        return self._connection.history
+
+
 class InboundSink(Protocol):
-    async def handle(self, message: InboundMessage) -> None: ...
+    async def handle(self, message: InboundMessage) -> None:
+        """Queue the message and record it durably; returns before it is answered, so
+        an adapter may confirm it to the platform once this returns."""
+        ...
 
 
 class NativeStream(Protocol):
@@ -125,6 +156,11 @@ class Adapter(Protocol):
 
     @property
     def state_detail(self) -> str: ...
+
+    async def stop_intake(self) -> None:
+        """Stop taking platform events (polling, socket reads, webhook posts answered 503
+        so the platform redelivers later); sending keeps working for replies in flight."""
+        ...
 
     async def run(self, sink: InboundSink) -> None:
         """Connect and serve until cancelled. Raises ``CredentialsRejected`` when the

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.policy import AdapterPolicy
 from gateway.redaction import install_redaction
-from gateway.startup import listen_failure
+from gateway.startup import bind_listener
 from gateway.supervisor import Supervised, supervise
 from gateway.wiring import (
     agent_spec,
@@ -31,16 +33,23 @@ from gateway.wiring import (
     build_provider,
     collect_secrets,
     enabled_sections,
+    mcp_specs,
     policy,
 )
 from runtime.agent_runtime import AgentRuntime
 from runtime.agents import AgentRegistry
+from runtime.mcp_tools import McpServers
 from runtime.providers.base import ModelProvider
 from runtime.storage.base import Storage
 from runtime.storage.sqlite import SqliteStorage
 from runtime.tools import ToolRegistry, builtin_tools
 
 log = logging.getLogger(__name__)
+
+INTAKE_STOP = 2.0
+"""Seconds each adapter gets to stop taking events at shutdown."""
+FINAL_FLUSH = 3.0
+"""Seconds final replies get to land after the runs ended or were cancelled."""
 
 
 def build_storage(config: StorageConfig) -> Storage:
@@ -69,15 +78,19 @@ class Gateway:
         self._provider_overrides = dict(providers or {})
         self._tools = tools or builtin_tools()
         self.storage = build_storage(config.storage)
+        self.mcp = McpServers(mcp_specs(config))
         self.providers: dict[str, ModelProvider] = {}
         self.runtime: AgentRuntime | None = None
         self.pipeline: Pipeline | None = None
         self.server: HttpServer | None = None
         self.supervised: dict[str, Supervised] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._listener: socket.socket | None = None
 
     async def start(self) -> None:
         install_redaction(collect_secrets(self.config))
+        # Bound first: a port in use fails at once, before storage or MCP servers start.
+        self._listener = bind_listener(self.config.server.host, self.config.server.port)
         await self.storage.open()
         for name, cfg in self.config.providers.items():
             source = self.config.notes.key_sources.get(name)
@@ -85,7 +98,9 @@ class Gateway:
                 name, cfg, api_key_source=source
             )
         specs = [agent_spec(name, cfg) for name, cfg in self.config.agents.items()]
-        runtime = AgentRuntime(AgentRegistry(specs, self.providers, self._tools), self.storage)
+        await self.mcp.start()
+        registry = AgentRegistry(specs, self.providers, self._tools, self.mcp.by_agent)
+        runtime = AgentRuntime(registry, self.storage)
         self.runtime = runtime
         sections = enabled_sections(self.config)
         adapters: dict[str, Adapter] = {}
@@ -114,16 +129,14 @@ class Gateway:
         )
         for adapter in adapters.values():
             server.add_routes(adapter.web_routes())
-        try:
-            await server.start()
-        except OSError as exc:
-            raise listen_failure(self.config.server.host, self.config.server.port, exc) from None
+        await server.start(self._listener)
         self.server = server
         for name, adapter in adapters.items():
             entry = self.supervised[name] = Supervised(adapter=adapter)
             self._tasks.append(
                 asyncio.create_task(supervise(entry, self.pipeline), name=f"adapter-{name}")
             )
+        self._tasks.append(asyncio.create_task(self.pipeline.maintain(), name="maintenance"))
         log.info("gateway started: adapters %s", ", ".join(adapters) or "none")
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -136,19 +149,26 @@ class Gateway:
         return ready, {"storage": "open" if storage_open else "closed", "adapters": states}
 
     async def stop(self) -> None:
-        grace = self.config.shutdown_grace
+        """Intake first, then the runs, bounded by ``shutdown_grace`` plus a few seconds:
+        adapters stop taking events (nothing is confirmed to a platform and then
+        dropped), queued messages reach their runs, runs get what is left of the grace,
+        and final replies get ``FINAL_FLUSH`` seconds to land."""
+        deadline = time.monotonic() + self.config.shutdown_grace
         if self.pipeline is not None:
-            self.pipeline.accepting = False
+            await self.pipeline.stop_intake(INTAKE_STOP)
         if self.runtime is not None:
-            await self.runtime.shutdown(grace)
+            await self.runtime.shutdown(max(0.0, deadline - time.monotonic()))
         if self.pipeline is not None:
-            await self.pipeline.drain(grace)
+            await self.pipeline.drain(FINAL_FLUSH)
         for task in reversed(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.server is not None:
             await self.server.stop()
+        elif self._listener is not None:
+            self._listener.close()  # start failed before the server took it over
+        await self.mcp.aclose()
         await self.storage.close()
         for provider in self.providers.values():
             await provider.aclose()

@@ -1,27 +1,36 @@
 """The inbound pipeline every adapter feeds, and the run/title listeners that answer.
 
-``handle`` takes one ``InboundMessage`` through: bots dropped, group gating, dedup by
-platform message id (persisted), access control with a reply naming the refused id,
-agent binding, chat commands, then start-or-steer on the runtime (a steered message is
-acknowledged at once with an "eyes" reaction). Replies are not rendered here: the
-runtime tells ``on_run_started`` about every run, including a run started from queued
-messages, and a ``ReplyRenderer`` task (owned here) streams it to the chat the run's
-first message came from. ``on_title`` renames the platform thread.
+``handle`` (the adapters' sink) drops bots' messages and ungated group chatter, places
+the message in its conversation's lane (``Lanes``: per-chat FIFO, synchronous, so
+arrival order is kept) and records it in the durable inbox (``Ledger``); it returns
+once both are done, so an adapter confirms a message to its platform only after it is
+safe. The lane's worker then takes it through dedup, access control with a reply naming
+the refused id, agent binding, chat commands, and start-or-steer on the runtime (a
+steered message is acknowledged at once with an "eyes" reaction). Replies are not
+rendered here: the runtime tells ``on_run_started`` about every run, including a run
+started from queued messages, and a ``ReplyRenderer`` task (owned here) streams it to
+the chat the run's first message came from. ``on_title`` renames the platform thread.
+``recover`` answers what a crash left unanswered in the inbox.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from adapters.approval import ApprovalDecision
 from adapters.base import Adapter, ChatTarget, InboundMessage
 from adapters.errors import DeliveryError
+from gateway.approvals import ApprovalPresenter
 from gateway.budget import OutboundBudget
 from gateway.commands import CommandContext, CommandHandler, parse_command
 from gateway.delivery import DeliveryOptions, ReplyRenderer
+from gateway.lanes import Lanes
+from gateway.ledger import Ledger, decode, inbox_id
 from gateway.metrics import Metrics
 from gateway.policy import AdapterPolicy, BindingRule, refusal, resolve_agent, should_answer
 from runtime.agent_runtime import AgentRuntime
@@ -44,6 +53,21 @@ class Origin:
 
     message: InboundMessage
     received_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Item:
+    message: InboundMessage
+    received_at: float
+    accepted: asyncio.Future[bool] | None  # None: recovered, accepted long ago
+
+
+MAINTENANCE_INTERVAL = 300.0
+LEDGER_TTL = 7 * 24 * 3600.0
+"""Seconds a settled inbox record is kept (deduplication of late redeliveries)."""
+RESTARTED_NOTE = "I was restarted and lost your message; please send it again."
+RECOVERY_WINDOW = 15 * 60.0
+"""Seconds after which an unanswered message is no longer answered after a restart."""
 
 
 class Pipeline:
@@ -73,44 +97,77 @@ class Pipeline:
         }
         self.commands = CommandHandler(runtime)
         self.renderers: set[asyncio.Task[None]] = set()
-        self._targets: dict[str, ChatTarget] = {}
-        self._seen: set[tuple[str, str]] = set()  # dedup when there is no storage
+        self.approvals = ApprovalPresenter(runtime, self.budgets)
+        self.ledger = Ledger(runtime.storage)
+        self.lanes: Lanes[_Item] = Lanes(self._process, name="inbox")
         self.accepting = True
         runtime.add_run_listener(self.on_run_started)
         runtime.add_title_listener(self.on_title)
+        runtime.title_wanted = title_shown
 
     # -- inbound -------------------------------------------------------------------------
 
     async def handle(self, message: InboundMessage) -> None:
+        """Queue the message in its lane and record it; the lane's worker answers it."""
         received_at = time.monotonic()
         policy = self.policies.get(message.platform)
         if policy is None or message.from_bot or not self.accepting:
             return
         if not should_answer(policy, message):
             return
-        if not await self._first_delivery(message):
+        accepted = asyncio.get_running_loop().create_future()
+        self.lanes.put(
+            lane_key(message), _Item(message=message, received_at=received_at, accepted=accepted)
+        )
+        try:
+            accepted.set_result(await self.ledger.accept(message))
+        except Exception as exc:
+            # Answer it anyway: a user is better served than a ledger kept perfect.
+            log.error(
+                "could not record %s message %s: %s", message.platform, message.message_id, exc
+            )
+            accepted.set_result(True)
+
+    async def _process(self, item: _Item) -> None:
+        message = item.message
+        if item.accepted is not None and not await item.accepted:
             self.metrics.duplicates.inc(message.platform)
             log.info("dropped a duplicate %s message %s", message.platform, message.message_id)
             return
+        if message.media is not None:
+            images, notes = await message.media()
+            message = dataclasses.replace(
+                message, images=images, attachment_notes=notes, media=None
+            )
+        policy = self.policies[message.platform]
         self.metrics.messages_in.inc(message.platform)
         refused = refusal(policy, message)
         if refused is not None:
             self.metrics.refused.inc(message.platform)
             log.info("refused %s user %s (not on the allowlist)", policy.name, message.user_id)
             await self.reply(message.target, refused)
+            await self.ledger.settle(message)
             return
         agent = message.agent if message.agent in self.runtime.agents else None
         agent = agent or resolve_agent(self.bindings, message, policy, self.default_agent)
         command = parse_command(message.text)
         if command is not None and not message.edited:
-            ctx = CommandContext(agent=agent, message=message, policy=policy, rename=self._rename)
+            ctx = CommandContext(
+                agent=agent,
+                message=message,
+                policy=policy,
+                rename=lambda _conversation, title: self._rename(message.target, title),
+            )
             await self.reply(message.target, await self.commands.handle(command, ctx))
+            await self.ledger.settle(message)
             return
-        await self._submit(agent, message, policy, received_at)
+        if not await self._submit(agent, message, policy, item.received_at):
+            await self.ledger.settle(message)
 
     async def _submit(
         self, agent: str, message: InboundMessage, policy: AdapterPolicy, received_at: float
-    ) -> None:
+    ) -> bool:
+        """Start or steer; False when the message got no run (answered some other way)."""
         topic = message.topic
         if (
             topic is None
@@ -123,33 +180,55 @@ class Pipeline:
             current = self.runtime.router.current(agent, message.scope)
             if current is None or current.run is None:
                 log.info("ignored an edit of %s outside a run", message.message_id)
-                return
+                return False
         user_message = UserMessage(
             text=compose_text(message),
             speaker=Speaker(name=message.user_name, id=f"{message.platform}:{message.user_id}"),
             images=message.images,
             message_id=message.message_id,
             origin=Origin(message=message, received_at=received_at),
+            inbox_id=inbox_id(message) if self.ledger.durable else None,
         )
         try:
             sub = await self.runtime.submit(agent, message.scope, user_message, topic=topic)
         except AgentRuntimeError as exc:
             await self.reply(message.target, str(exc))
-            return
-        self._targets[sub.conversation.id] = message.target
+            return False
         if sub.outcome == "steered":
             self.metrics.steers.inc(message.platform)
             await self._acknowledge(message)
-
-    async def _first_delivery(self, message: InboundMessage) -> bool:
-        storage = self.runtime.storage
-        if storage is not None:
-            return await storage.mark_processed(message.platform, message.message_id)
-        key = (message.platform, message.message_id)
-        if key in self._seen:
-            return False
-        self._seen.add(key)
         return True
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def recover(self, *, window: float = RECOVERY_WINDOW, wait: float = 60.0) -> None:
+        """Answer what a crash left unanswered: recent messages go through their lanes
+        again; older ones get a short note asking to send them again."""
+        records = await self.ledger.unanswered()
+        if not records:
+            return
+        cutoff = time.time() - window
+        fresh = [r for r in records if r.accepted_at >= cutoff and r.platform in self.adapters]
+        stale = [r for r in records if r not in fresh]
+        log.info("inbox: %d unanswered message(s) to answer, %d too old", len(fresh), len(stale))
+        for platform in {r.platform for r in records} & set(self.adapters):
+            await self._until_connected(platform, wait)
+        for record in fresh:
+            message = decode(record)
+            self.lanes.put(
+                lane_key(message),
+                _Item(message=message, received_at=time.monotonic(), accepted=None),
+            )
+        for record in stale:
+            if record.platform in self.adapters:
+                await self.reply(decode(record).target, RESTARTED_NOTE)
+        await self.ledger.expire(stale)
+
+    async def _until_connected(self, platform: str, wait: float) -> None:
+        adapter = self.adapters[platform]
+        deadline = time.monotonic() + wait
+        while adapter.state != "connected" and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # an adapter's state has no event to wait on
 
     async def _acknowledge(self, message: InboundMessage) -> None:
         adapter = self.adapters[message.platform]
@@ -191,6 +270,11 @@ class Pipeline:
         task = asyncio.create_task(self._render(renderer), name=f"render-{run.id[:8]}")
         self.renderers.add(task)
         task.add_done_callback(self.renderers.discard)
+        self.approvals.watch(run, self.adapters[platform], origin.message.target)
+
+    async def decide(self, decision: ApprovalDecision) -> str:
+        """An approval button press (adapters reach it as a ``DecisionSink``)."""
+        return await self.approvals.decide(decision)
 
     async def _render(self, renderer: ReplyRenderer) -> None:
         try:
@@ -199,16 +283,14 @@ class Pipeline:
             log.exception("rendering a reply failed")
 
     def on_title(self, conv: Conversation, event: TitleChanged) -> None:
-        if event.source != "generated" or conv.is_tmp:
+        if event.source != "generated" or conv.is_tmp or not isinstance(event.origin, Origin):
             return  # a user's /title renames from the command handler
-        task = asyncio.create_task(self._rename(conv.id, event.title), name="rename")
+        target = event.origin.message.target
+        task = asyncio.create_task(self._rename(target, event.title), name="rename")
         self.renderers.add(task)
         task.add_done_callback(self.renderers.discard)
 
-    async def _rename(self, conversation_id: str, title: str) -> None:
-        target = self._targets.get(conversation_id)
-        if target is None:
-            return
+    async def _rename(self, target: ChatTarget, title: str) -> None:
         adapter = self.adapters[target.platform]
 
         async def rename() -> None:
@@ -219,6 +301,45 @@ class Pipeline:
 
         await self.budgets[target.platform].call(target.budget_key, "rename", rename)
 
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def maintain(self, *, every: float = MAINTENANCE_INTERVAL) -> None:
+        """Answer what a crash left behind, then keep memory and the ledger bounded."""
+        try:
+            await self.recover()
+        except Exception:
+            log.exception("answering the inbox left by the last run failed")
+        while True:
+            await asyncio.sleep(every)
+            try:
+                self.housekeeping()
+                await self.ledger.prune(LEDGER_TTL)
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def housekeeping(self) -> None:
+        evicted = self.runtime.evict_idle()
+        for budget in self.budgets.values():
+            budget.forget_idle()
+        if evicted:
+            log.debug("evicted %d idle conversations", evicted)
+
+    async def stop_intake(self, timeout: float) -> None:
+        """Adapters stop taking events, then what was accepted reaches the runtime (a
+        message still in a lane then stays unanswered in the inbox for the restart)."""
+
+        async def stop(adapter: Adapter) -> None:
+            try:
+                await asyncio.wait_for(adapter.stop_intake(), timeout)
+            except Exception as exc:
+                log.warning("%s adapter did not stop its intake cleanly: %s", adapter.name, exc)
+
+        await asyncio.gather(*(stop(a) for a in self.adapters.values()))
+        self.accepting = False
+        if not await self.lanes.join(timeout):
+            log.warning("%d message(s) left in the inbox for the next start", self.lanes.pending())
+        await self.lanes.cancel()
+
     async def drain(self, grace: float) -> None:
         """Wait for replies in flight to land (bounded), then cancel what is left."""
         self.accepting = False
@@ -227,6 +348,23 @@ class Pipeline:
         for task in list(self.renderers):
             task.cancel()
         await asyncio.gather(*self.renderers, return_exceptions=True)
+
+
+SCRATCH_TITLE_SURFACES = frozenset({"webchat"})
+"""Where a scratch conversation's title is seen (the web chat's header). Elsewhere a
+scratch conversation is a plain DM with nothing to name, and its title request would
+be a wasted model call; topics and threads are always titled."""
+
+
+def title_shown(conv: Conversation, origin: object | None) -> bool:
+    if not conv.is_tmp:
+        return True
+    return isinstance(origin, Origin) and origin.message.platform in SCRATCH_TITLE_SURFACES
+
+
+def lane_key(message: InboundMessage) -> str:
+    """Messages of one conversation share a lane: the sender scope, and the thread."""
+    return f"{message.scope}|{message.target.thread_id or ''}"
 
 
 def compose_text(message: InboundMessage) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from runtime.agents import Agent, AgentRegistry
+from runtime.approval import ApprovalBroker, DecideOutcome
 from runtime.compaction import compact_now
 from runtime.conversation import Conversation
 from runtime.errors import AgentRuntimeError, ConversationBusyError, StorageError
@@ -36,7 +37,15 @@ from runtime.transcript import Turn, join_log, visible_turns
 
 log = logging.getLogger(__name__)
 
+TMP_IDLE_TTL = 6 * 3600.0
+"""Seconds a scratch conversation lives in memory after its last message."""
+TOPIC_IDLE_TTL = 3600.0
+"""Seconds an idle topic stays in memory; it reloads from storage when needed."""
+
 RunListener = Callable[[Run], None]
+TitleWanted = Callable[[Conversation, object | None], bool]
+"""Whether anything shows this conversation's title (given the origin of its last run):
+a title nobody sees is a wasted model request."""
 TitleListener = Callable[[Conversation, TitleChanged], None]
 
 
@@ -82,9 +91,13 @@ class AgentRuntime:
         self._run_listeners: list[RunListener] = []
         self._title_listeners: list[TitleListener] = []
         self._accepting = True
+        self.approvals = ApprovalBroker()
+        self.title_wanted: TitleWanted = lambda conv, origin: True
         # Token use of scratch conversations, which never reach the usage table.
         self._scratch_usage: dict[str, tuple[int, int]] = {}
         self._scratch_usage_pruned_at = 0
+        self.tmp_idle_ttl = TMP_IDLE_TTL
+        self.topic_idle_ttl = TOPIC_IDLE_TTL
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -124,11 +137,11 @@ class AgentRuntime:
 
     def _start_run(self, conv: Conversation, agent: Agent, trigger: UserMessage | None) -> Run:
         origin = trigger.origin if trigger is not None else None
-        if trigger is None and conv.steering:
+        if trigger is None and conv.has_queued:
             origin = conv.steering.peek_origin()
         run = Run(conv, origin=origin)
         if trigger is not None:
-            conv.append(trigger.to_entry(steered=False))
+            conv.take_in(trigger, steered=False)
         conv.run = run
         self._runs.add(run)
         run.task = asyncio.create_task(self._drive(run, agent), name=f"run-{run.id[:8]}")
@@ -145,7 +158,7 @@ class AgentRuntime:
                 raise asyncio.CancelledError
             async with conv.lock:
                 run.phase = "looping"
-                done = await AgentLoop(run, agent, conv).execute()
+                done = await AgentLoop(run, agent, conv, approvals=self.approvals).execute()
         except asyncio.CancelledError:
             done = Done(reason="cancelled")  # cancelled while waiting for the lock
         except Exception:
@@ -180,37 +193,48 @@ class AgentRuntime:
         self._runs.discard(run)
         if conv.is_tmp:
             self._count_scratch_usage(run)
-        if conv.steering and self._accepting and self.router.is_routed(conv):
+        if conv.has_queued and self._accepting and self.router.is_routed(conv):
             self._start_run(conv, agent, None)
-        self._maybe_title(conv, agent)
+        self._maybe_title(conv, agent, run.origin)
 
     async def _persist(self, conv: Conversation) -> None:
-        commit = conv.take_commit()
-        if commit is None or self.storage is None:
+        """Write what the run produced, settling its inbox ids in the same transaction
+        (a tmp conversation writes no entries, so only its inbox ids are settled)."""
+        if self.storage is None:
+            conv.answered.clear()
             return
+        commit = conv.take_commit()
         try:
-            await self.storage.commit_run(commit)
+            if commit is not None:
+                await self.storage.commit_run(commit)
+            elif conv.answered:
+                answered = list(conv.answered)
+                await self.storage.settle_inbound(answered, "answered")
+                del conv.answered[: len(answered)]
         except StorageError:
             # Kept pending: the next boundary writes it again, nothing is lost.
             log.exception("could not save conversation %s; will retry", conv.id)
             return
-        conv.commit_succeeded(commit)
+        if commit is not None:
+            conv.commit_succeeded(commit)
 
     # -- titles --------------------------------------------------------------------------
 
-    def _maybe_title(self, conv: Conversation, agent: Agent) -> None:
+    def _maybe_title(self, conv: Conversation, agent: Agent, origin: object | None) -> None:
         if conv.title is not None or conv.title_task is not None:
+            return
+        if not self.title_wanted(conv, origin):
             return
         seed = title_seed(conv.history)
         if seed is None:
             return
-        task = asyncio.create_task(self._generate_title(conv, agent, seed), name="title")
+        task = asyncio.create_task(self._generate_title(conv, agent, seed, origin), name="title")
         conv.title_task = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _generate_title(
-        self, conv: Conversation, agent: Agent, seed: tuple[str, str]
+        self, conv: Conversation, agent: Agent, seed: tuple[str, str], origin: object | None
     ) -> None:
         try:
             model = agent.spec.title_model or agent.spec.model
@@ -222,7 +246,7 @@ class AgentRuntime:
             conv.title_task = None
         if title is None or conv.title is not None:
             return
-        await self._apply_title(conv, title, "generated")
+        await self._apply_title(conv, title, "generated", origin)
 
     async def set_title(self, conversation_id: str, title: str) -> str:
         """A user's title; it always wins over a generated one. Returns the cleaned title."""
@@ -234,7 +258,11 @@ class AgentRuntime:
         return cleaned
 
     async def _apply_title(
-        self, conv: Conversation, title: str, source: Literal["generated", "user"]
+        self,
+        conv: Conversation,
+        title: str,
+        source: Literal["generated", "user"],
+        origin: object | None = None,
     ) -> None:
         conv.title = title
         if not conv.is_tmp and self.storage is not None:
@@ -242,7 +270,7 @@ class AgentRuntime:
                 await self.storage.commit_run(RunCommit(session=conv.session_record()))
             except StorageError:
                 log.exception("could not save the title of conversation %s", conv.id)
-        event = TitleChanged(conversation_id=conv.id, title=title, source=source)
+        event = TitleChanged(conversation_id=conv.id, title=title, source=source, origin=origin)
         for listener in self._title_listeners:
             listener(conv, event)
 
@@ -294,8 +322,12 @@ class AgentRuntime:
         if run is not None:
             run.cancel()
             await run.wait()
-        if conv.steering:
+        if conv.has_queued:
             log.info("closed conversation %s with %d queued messages", conv.id, len(conv.steering))
+
+    def decide(self, request_id: str, approved: bool, by: str) -> DecideOutcome:
+        """A button press on an approval request; only the run's owner decides."""
+        return self.approvals.decide(request_id, approved, by)
 
     def stop(self, conv: Conversation) -> bool:
         """Cancel the conversation's run (``/stop``); False when nothing was running."""
@@ -376,19 +408,26 @@ class AgentRuntime:
             topic_key=conv.topic_key,
             title=conv.title,
             running=conv.run is not None,
-            queued=len(conv.steering),
+            queued=len(conv.steering) if conv.has_queued else 0,
             entries=len(conv.history),
             last_prompt_tokens=conv.last_prompt_tokens,
             prompt_tokens=prompt,
             completion_tokens=completion,
         )
 
+    def evict_idle(self) -> int:
+        """Forget idle conversations (see ``Router.evict_idle``); returns the count."""
+        return self.router.evict_idle(
+            now=time.time(), tmp_ttl=self.tmp_idle_ttl, topic_ttl=self.topic_idle_ttl
+        )
+
     # -- shutdown ------------------------------------------------------------------------
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """Stop taking messages, let runs finish for ``grace`` seconds, then cancel the
-        rest (each persists what it has). Queued messages that got no run are saved as
-        user entries so nothing is lost."""
+        rest (each persists what it has). Queued messages that got no run stay unanswered
+        in the durable inbox, which answers them after the restart; without an inbox id
+        (no ledger) they are saved as user entries so nothing is lost."""
         self._accepting = False
         runs = [r for r in self._runs if r.task is not None]
         if runs:
@@ -398,9 +437,10 @@ class AgentRuntime:
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
         for conv in self.router.conversations():
-            if conv.steering and not conv.is_tmp:
+            if conv.has_queued and not conv.is_tmp:
                 for message in conv.steering.drain():
-                    conv.append(message.to_entry(steered=False))
+                    if message.inbox_id is None:
+                        conv.append(message.to_entry(steered=False))
                 await self._persist(conv)
         for task in list(self._background):
             task.cancel()

@@ -12,7 +12,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from runtime.history import CompactMarker, Entry, StoredEntry
+from runtime.history import CompactMarker, Entry, StoredEntry, UserEntry
+from runtime.messages import UserMessage
 from runtime.steering import SteeringQueue
 from runtime.storage.base import EventRecord, RunCommit, SessionRecord, UsageRecord
 
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 
 class Conversation:
     __slots__ = (
+        "_steering",
         "agent",
+        "answered",
         "auto_compact",
         "compact_failed_run",
         "compaction_noticed",
@@ -37,7 +40,6 @@ class Conversation:
         "pending_usage",
         "run",
         "sender",
-        "steering",
         "title",
         "title_task",
         "topic_key",
@@ -67,7 +69,9 @@ class Conversation:
         self.pending: list[StoredEntry] = []
         self.pending_usage: list[UsageRecord] = []
         self.pending_events: list[EventRecord] = []
-        self.steering = SteeringQueue()
+        self._steering: SteeringQueue | None = None
+        # Inbox ids of user messages now in history: settled as answered with the commit.
+        self.answered: list[str] = []
         self.run: Run | None = None
         # Held by a run or a compaction for its whole length; routing never waits on it.
         self.lock = asyncio.Lock()
@@ -79,6 +83,25 @@ class Conversation:
         self.title_task: asyncio.Task[None] | None = None
 
     @property
+    def steering(self) -> SteeringQueue:
+        """Created on first use: most conversations never steer, and idle ones are many."""
+        if self._steering is None:
+            self._steering = SteeringQueue()
+        return self._steering
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._steering)
+
+    def take_in(self, message: UserMessage, *, steered: bool) -> UserEntry:
+        """Append a user message to history, remembering its inbox id as answered."""
+        entry = message.to_entry(steered=steered)
+        self.append(entry)
+        if message.inbox_id is not None:
+            self.answered.append(message.inbox_id)
+        return entry
+
+    @property
     def is_tmp(self) -> bool:
         return self.topic_key is None
 
@@ -88,6 +111,7 @@ class Conversation:
 
     def append(self, entry: Entry) -> None:
         self.history.append(entry)
+        self.updated_at = time.time()  # idle eviction counts from the last entry
         if not self.is_tmp:
             self.pending.append(entry)
 
@@ -128,9 +152,11 @@ class Conversation:
             entries=tuple(self.pending),
             usage=tuple(self.pending_usage),
             events=tuple(self.pending_events),
+            answered=tuple(self.answered),
         )
 
     def commit_succeeded(self, commit: RunCommit) -> None:
         del self.pending[: len(commit.entries)]
         del self.pending_usage[: len(commit.usage)]
         del self.pending_events[: len(commit.events)]
+        del self.answered[: len(commit.answered)]

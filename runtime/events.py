@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from runtime.approval import ApprovalRequest
 from runtime.history import ToolCall, UserEntry
 
 StopReason = Literal["text", "no_action", "max_iterations", "cancelled", "error"]
@@ -105,6 +106,7 @@ class TitleChanged:
     conversation_id: str
     title: str
     source: Literal["generated", "user"] = "generated"
+    origin: object | None = None  # the origin of the run whose exchange was titled
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,6 +119,25 @@ class ModelRetrying:
     attempt: int
     delay: float
     cause: Literal["unreachable", "rate_limited", "server_error", "stream_broken"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApprovalRequested:
+    """A tool marked ``approve`` waits for the conversation owner's decision."""
+
+    kind: Literal["approval_requested"] = "approval_requested"
+    request: ApprovalRequest
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApprovalResolved:
+    """The wait ended: ``decided`` by ``by``, ``timeout`` (a denial) or ``cancelled``."""
+
+    kind: Literal["approval_resolved"] = "approval_resolved"
+    request_id: str
+    approved: bool
+    outcome: Literal["decided", "timeout", "cancelled"]
+    by: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -151,5 +172,7 @@ RunEvent = (
     | UserSteered
     | Compacted
     | ModelRetrying
+    | ApprovalRequested
+    | ApprovalResolved
     | Done
 )

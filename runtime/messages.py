@@ -17,6 +17,7 @@ class UserMessage:
     images: tuple[Image, ...] = ()
     message_id: str | None = None
     origin: object | None = None
+    inbox_id: str | None = None  # the durable inbox's key: answered when the run commits
 
     def to_entry(self, *, steered: bool) -> UserEntry:
         return UserEntry(text=self.text, speaker=self.speaker, images=self.images, steered=steered)

@@ -107,6 +107,26 @@ class Router:
         routes = self._routes.get((agent, sender))
         return None if routes is None else routes.active
 
+    def evict_idle(self, *, now: float, tmp_ttl: float, topic_ttl: float) -> int:
+        """Drop conversations idle past their TTL from memory, so months of chats do not
+        add up: a topic reloads from storage on its next message; a scratch conversation
+        is gone, as scratch is meant to be. Anything running, queued or not yet saved
+        stays. Returns how many were dropped."""
+        evicted = 0
+        for conv in list(self._by_id.values()):
+            ttl = tmp_ttl if conv.is_tmp else topic_ttl
+            busy = conv.run is not None or conv.has_queued or conv.title_task is not None
+            unsaved = bool(conv.pending or conv.answered)
+            if busy or unsaved or now - conv.updated_at < ttl:
+                continue
+            self._forget(conv)
+            evicted += 1
+        for key, routes in list(self._routes.items()):
+            restorable = routes.active is None or self._storage is not None
+            if routes.tmp is None and not routes.topics and restorable:
+                del self._routes[key]
+        return evicted
+
     def _forget(self, conv: Conversation) -> None:
         self._by_id.pop(conv.id, None)
         routes = self._routes.get((conv.agent, conv.sender))

@@ -64,7 +64,8 @@ async def test_duplicates_are_dropped_even_after_a_restart(storage: SqliteStorag
         assert r.pipeline.metrics.duplicates.value("mem") == 1
     async with rig(storage=storage) as again:
         await again.adapter.deliver(dm("once", message_id="dup-1"))
-        assert again.pipeline.metrics.duplicates.value("mem") == 1
+        await wait_for(lambda: again.pipeline.metrics.duplicates.value("mem") == 1)
+        await wait_for(lambda: not again.pipeline.lanes)
         assert again.provider.requests == []
 
 
@@ -102,7 +103,7 @@ async def test_follow_up_during_a_run_is_acknowledged_and_answered_once() -> Non
         await asyncio.wait_for(gate.reached.wait(), 5)
         follow = dm("q2")
         await r.adapter.deliver(follow)
-        assert r.adapter.reactions == [(follow.message_id, "\N{EYES}")]
+        await r.adapter.wait_for(lambda: r.adapter.reactions == [(follow.message_id, "\N{EYES}")])
         gate.release()
         await r.adapter.wait_for(
             lambda: r.adapter.chat("dm42") == ["first answer", "second answer"]
@@ -126,6 +127,10 @@ async def test_an_edited_message_during_a_run_steers_with_its_new_text() -> None
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42")[-1:] == ["ok"])
         await wait_for(lambda: not r.runtime.active_runs())
         await r.adapter.deliver(dm("late fix", message_id="e1:edit:2", edited=True))
+        # The chat's lane is FIFO: once /status is answered, the edit was handled.
+        await r.adapter.deliver(dm("/status"))
+        await r.adapter.wait_for(lambda: "Running: no" in r.adapter.chat("dm42")[-1])
+        assert not r.runtime.active_runs()
         assert len(r.provider.requests) == 2
 
 
@@ -160,7 +165,9 @@ async def test_commands(storage: SqliteStorage) -> None:
         assert await command("/stop") == "Nothing is running."
         assert await command("/new") == "Started a new conversation."
         assert "No topic is active" in await command("/topic")
-        assert "ignored@elsewhere" not in await command("/help@otherbot")
+        # Adapters drop commands addressed to other bots; what reaches the pipeline
+        # names this bot, and is answered like the bare command.
+        assert "/topics" in await command("/help@thisbot")
 
 
 async def test_stop_command_interrupts_the_running_reply() -> None:

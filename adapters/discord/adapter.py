@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import warnings
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final, Literal
 
 import aiohttp
 import yarl
@@ -34,13 +34,18 @@ from adapters.base import (
     AdapterState,
     ChatTarget,
     InboundSink,
+    Media,
     NativeStream,
     SentMessage,
+    StatusReporting,
     StatusTracker,
 )
+from adapters.common.endpoints import DISCORD_API_BASE, DISCORD_GATEWAY_URL
+from adapters.common.identity import BotIdentity
+from adapters.common.memory import ThreadOwnership
+from adapters.common.sizes import MAX_DOWNLOAD
 from adapters.discord.inbound import (
     PLATFORM,
-    BotIdentity,
     Place,
     attachment_note,
     channel_place,
@@ -65,8 +70,6 @@ from adapters.errors import (
     NotAllowed,
     RateLimited,
 )
-from runtime.agent_runtime import AgentRuntime
-from runtime.errors import AgentRuntimeError
 from adapters.text.discord_md import to_discord
 from adapters.text.format import TextFormat
 from runtime.history import Image
@@ -82,10 +85,10 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_BASE: Final = "https://discord.com/api/v10"
-DEFAULT_GATEWAY_URL: Final = "wss://gateway.discord.gg"
 MAX_TEXT: Final = 2000
 NO_REPLY: Final = "(no reply)"
+INTERACTION_SILENCE: Final = 60.0
+"""Seconds after which a slash command the gateway did not answer is closed."""
 TOKEN_FIX: Final = (
     "Discord refused the bot token: set DISCORD_BOT_TOKEN (adapters.discord.token) to the "
     "token from the Discord developer portal (Bot > Reset Token)"
@@ -100,29 +103,20 @@ _OWNED_REMEMBERED: Final = 100_000
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DiscordSettings:
     token: str
-    api_base: str = DEFAULT_API_BASE
-    gateway_url: str = DEFAULT_GATEWAY_URL
+    api_base: str = DISCORD_API_BASE
+    gateway_url: str = DISCORD_GATEWAY_URL
     respond_all: bool = False  # guild channels: open a thread for every message
     identify_delay: float = 5.0  # discord.py's pause before each re-IDENTIFY
     guild_ready_timeout: float = 2.0  # how long on_ready waits for further GUILD_CREATEs
     max_ratelimit_timeout: float = 30.0  # longer 429s raise instead of being waited out
-    max_download: int = 10 * 1024 * 1024  # larger images become a note
+    max_download: int = MAX_DOWNLOAD  # larger images become a note
+    # The gateway's access policy, consulted before any side effect (opening or
+    # claiming a thread); the refusal itself is the gateway's reply.
+    access: Literal["open", "allowlist"] = "open"
+    allowed_users: frozenset[str] = frozenset()
 
-
-def settings_from(section: Any, **overrides: Any) -> DiscordSettings:
-    """Settings from the ``[adapters.discord]`` section (read duck-typed)."""
-    token = section.token.get_secret_value() if section.token is not None else ""
-    values: dict[str, Any] = {
-        "token": token,
-        "api_base": section.api_base,
-        "gateway_url": section.gateway_url,
-        "respond_all": section.respond == "all",
-    }
-    return DiscordSettings(**(values | overrides))
-
-
-def from_config(section: Any, runtime: AgentRuntime) -> DiscordAdapter:
-    return DiscordAdapter(settings_from(section), storage=runtime.storage)
+    def allows(self, user_id: str) -> bool:
+        return self.access == "open" or user_id in self.allowed_users
 
 
 def gateway_intents() -> discord.Intents:
@@ -167,39 +161,14 @@ def _endpoints(settings: DiscordSettings) -> Iterator[None]:
     only when they differ from Discord's own; restore the previous values after."""
     route, socket = discord.http.Route, discord.gateway.DiscordWebSocket
     saved = route.BASE, socket.DEFAULT_GATEWAY
-    if settings.api_base.rstrip("/") != DEFAULT_API_BASE:
+    if settings.api_base.rstrip("/") != DISCORD_API_BASE:
         route.BASE = settings.api_base.rstrip("/")
-    if settings.gateway_url.rstrip("/") != DEFAULT_GATEWAY_URL:
+    if settings.gateway_url.rstrip("/") != DISCORD_GATEWAY_URL:
         socket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
     try:
         yield
     finally:
         route.BASE, socket.DEFAULT_GATEWAY = saved
-
-
-@dataclass(kw_only=True, slots=True)
-class _Lane:
-    lock: asyncio.Lock
-    users: int = 0
-
-
-class _Lanes:
-    """One FIFO lock per channel, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._lanes: dict[str, _Lane] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lane = self._lanes.setdefault(key, _Lane(lock=asyncio.Lock()))
-        lane.users += 1
-        try:
-            async with lane.lock:
-                yield
-        finally:
-            lane.users -= 1
-            if lane.users == 0:
-                del self._lanes[key]
 
 
 class _Client(discord.Client):
@@ -243,7 +212,7 @@ class _Client(discord.Client):
             await self._adapter.on_message(after, edited=True)
 
 
-class DiscordAdapter:
+class DiscordAdapter(StatusReporting):
     name = PLATFORM
     text_format = TextFormat(limit=MAX_TEXT, markup=to_discord)
 
@@ -253,22 +222,10 @@ class DiscordAdapter:
         self._connection = StatusTracker("discord")
         self._client: _Client | None = None
         self._sink: InboundSink | None = None
-        self._lanes = _Lanes()
-        self._owned: OrderedDict[int, None] = OrderedDict()
+        self._threads = ThreadOwnership(PLATFORM, storage, size=_OWNED_REMEMBERED)
         self._interactions: dict[str, discord.Interaction] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self._commands_synced = False
-
-    @property
-    def state(self) -> AdapterState:
-        return self._connection.state
-
-    @property
-    def state_detail(self) -> str:
-        return self._connection.detail
-
-    @property
-    def state_history(self) -> deque[AdapterState]:
-        return self._connection.history
 
     # -- connection ----------------------------------------------------------------------
 
@@ -335,13 +292,16 @@ class DiscordAdapter:
 
     # -- inbound -------------------------------------------------------------------------
 
+    async def stop_intake(self) -> None:
+        """Discord has no redelivery: events after this are ignored; the connection stays
+        up for replies in flight."""
+        self._sink = None
+
     async def on_message(self, message: discord.Message, *, edited: bool = False) -> None:
-        # The lane is taken before any await, so handlers keep the gateway's order.
-        async with self._lanes.hold(str(message.channel.id)):
-            try:
-                await self._handle_message(message, edited=edited)
-            except Exception:
-                log.exception("handling Discord message %s failed", message.id)
+        try:
+            await self._handle_message(message, edited=edited)
+        except Exception:
+            log.exception("handling Discord message %s failed", message.id)
 
     async def _handle_message(self, message: discord.Message, *, edited: bool) -> None:
         client, sink = self._client, self._sink
@@ -349,27 +309,26 @@ class DiscordAdapter:
             return
         if not is_chat_message(message):
             return
-        bot = BotIdentity(id=client.user.id, name=client.user.name)
+        bot = BotIdentity(user_id=str(client.user.id), name=client.user.name)
         text = clean_text(message, bot)
         if text is None:
             log.debug("dropped a command meant for another bot in %s", message.channel.id)
             return
         place, addressed = await self._place(message, text, bot, edited=edited)
         answered = addressed or place.is_direct or self._settings.respond_all
-        images: tuple[Image, ...] = ()
         notes = [attachment_note(a) for a in message.attachments]
-        if answered and not is_from_bot(message):  # only then is downloading worth it
-            wanted, notes = split_attachments(message.attachments, self._settings.max_download)
-            images, notes = await self._download(wanted, notes)
         inbound = to_inbound(
-            message,
-            place,
-            text=text,
-            addressed=addressed,
-            edited=edited,
-            images=images,
-            notes=notes,
+            message, place, text=text, addressed=addressed, edited=edited, notes=notes
         )
+        if answered and not is_from_bot(message) and message.attachments:
+            # Only then is downloading worth it; it happens in the message's lane.
+            wanted, kept = split_attachments(message.attachments, self._settings.max_download)
+
+            async def fetch() -> Media:
+                images, all_notes = await self._download(wanted, kept)
+                return images, tuple(all_notes)
+
+            inbound = dataclasses.replace(inbound, media=fetch)
         await sink.handle(inbound)
 
     async def _place(
@@ -377,21 +336,21 @@ class DiscordAdapter:
     ) -> tuple[Place, bool]:
         """Where the message's conversation lives, and whether it addresses the bot."""
         channel, guild = message.channel, message.guild
-        mentioned = mentions_bot(message, bot.id)
+        mentioned = mentions_bot(message, bot.user_id)
         if guild is None:
             return dm_place(message.author.id, channel.id), True
+        # Refused users get the gateway's refusal, but no thread opened or claimed first.
+        may_bind = not is_from_bot(message) and self._settings.allows(str(message.author.id))
         if isinstance(channel, discord.Thread):
-            owned = channel.owner_id == bot.id or await self._owns(channel.id)
-            if mentioned and not owned and not is_from_bot(message):
+            owned = str(channel.owner_id) == bot.user_id or await self._owns(channel.id)
+            if mentioned and not owned and may_bind:
                 await self._claim(channel.id)
             place = thread_place(channel.id, parent_id=channel.parent_id, guild_id=guild.id)
             return place, owned or mentioned
         thread_id: int | None = None
         if edited:  # the first message of a thread we opened lives in the parent channel
             thread_id = message.id if await self._owns(message.id) else None
-        elif (mentioned or self._settings.respond_all) and not (
-            is_from_bot(message) or is_command(text)
-        ):
+        elif (mentioned or self._settings.respond_all) and may_bind and not is_command(text):
             thread_id = await self._open_thread(message, text)
             mentioned = True  # a thread was wanted: the message is answered either way
         if thread_id is None:
@@ -415,35 +374,10 @@ class DiscordAdapter:
         return thread.id
 
     async def _owns(self, thread_id: int) -> bool:
-        if thread_id in self._owned:
-            return True
-        if self._storage is None:
-            return False
-        try:
-            bound = await self._storage.get_binding(PLATFORM, str(thread_id))
-        except AgentRuntimeError as exc:
-            log.warning("could not read the binding of Discord thread %s: %s", thread_id, exc)
-            return False
-        if bound is not None:
-            self._remember(thread_id)
-        return bound is not None
+        return await self._threads.owns(str(thread_id))
 
     async def _claim(self, thread_id: int) -> None:
-        self._remember(thread_id)
-        if self._storage is None:
-            return
-        try:
-            await self._storage.bind_thread(
-                PLATFORM, str(thread_id), f"{PLATFORM}:thread:{thread_id}"
-            )
-        except AgentRuntimeError as exc:
-            log.warning("could not remember Discord thread %s: %s", thread_id, exc)
-
-    def _remember(self, thread_id: int) -> None:
-        self._owned[thread_id] = None
-        self._owned.move_to_end(thread_id)
-        if len(self._owned) > _OWNED_REMEMBERED:
-            self._owned.popitem(last=False)  # storage still knows it
+        await self._threads.claim(str(thread_id), f"{PLATFORM}:thread:{thread_id}")
 
     async def _download(
         self, wanted: Sequence[discord.Attachment], notes: list[str]
@@ -472,16 +406,23 @@ class DiscordAdapter:
             log.warning("could not acknowledge Discord interaction %s: %s", key, exc)
             return
         self._interactions[key] = interaction
+        await sink.handle(interaction_to_inbound(interaction, text))
+        # The gateway answers from the message's lane; if it says nothing (a duplicate,
+        # say), end the "thinking" state rather than leave it spinning for 15 minutes.
+        asyncio.get_running_loop().call_later(INTERACTION_SILENCE, lambda: self._spawn_close(key))
+
+    def _spawn_close(self, key: str) -> None:
+        pending = self._interactions.pop(key, None)
+        if pending is not None:
+            task = asyncio.ensure_future(self._close_interaction(key, pending))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close_interaction(self, key: str, pending: discord.Interaction) -> None:
         try:
-            async with self._lanes.hold(str(interaction.channel_id)):
-                await sink.handle(interaction_to_inbound(interaction, text))
-        finally:
-            pending = self._interactions.pop(key, None)
-        if pending is not None:  # the pipeline said nothing: end the "thinking" state
-            try:
-                await pending.edit_original_response(content=NO_REPLY)
-            except discord.HTTPException as exc:
-                log.debug("could not close Discord interaction %s: %s", key, exc)
+            await pending.edit_original_response(content=NO_REPLY)
+        except discord.HTTPException as exc:
+            log.debug("could not close Discord interaction %s: %s", key, exc)
 
     # -- outbound ------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ API failure is converted to the gateway's errors in ``slack_outbound``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,24 +40,27 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import (
-    AdapterState,
     ChatTarget,
     InboundMessage,
     InboundSink,
     NativeStream,
     SentMessage,
+    StatusReporting,
     StatusTracker,
 )
+from adapters.common.endpoints import SLACK_API_URL
+from adapters.common.identity import BotIdentity
+from adapters.common.memory import Recent, ThreadOwnership
 from adapters.errors import ConnectionLost, CredentialsRejected, DeliveryError
+from adapters.slack.http_guard import payload_of, signature_valid
 from adapters.slack.inbound import (
     PLATFORM,
-    BotIdentity,
     command_message,
     parse_message,
     thread_key,
     to_inbound,
 )
-from adapters.slack.lookup import Recent, ThreadOwnership, UserNames, fetch_files
+from adapters.slack.lookup import UserNames, fetch_files
 from adapters.slack.outbound import (
     CREDENTIAL_ERRORS,
     ShortRateLimitRetry,
@@ -67,14 +70,12 @@ from adapters.slack.outbound import (
     api,
 )
 from adapters.slack.socket import SocketSession
-from runtime.agent_runtime import AgentRuntime
 from adapters.text.format import TextFormat
 from adapters.text.slack_mrkdwn import to_slack_mrkdwn
 from runtime.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_GREETING = "Hi! How can I help?"
 THINKING = "is thinking..."
 # Slack refuses text over 40000 characters; mrkdwn escaping grows text, so keep a margin.
@@ -94,7 +95,7 @@ class SlackSettings:
     bot_token: str
     app_token: str = ""
     signing_secret: str = ""
-    api_url: str = DEFAULT_API_URL
+    api_url: str = SLACK_API_URL
     mode: Literal["socket", "http"] = "socket"
     greeting: str = DEFAULT_GREETING
     suggested_prompts: tuple[tuple[str, str], ...] = ()  # (title, message)
@@ -102,26 +103,7 @@ class SlackSettings:
     respond: Literal["mention", "all"] = "mention"
 
 
-def _secret(value: Any) -> str:
-    return "" if value is None else str(value.get_secret_value())
-
-
-def from_config(section: Any, runtime: AgentRuntime) -> SlackAdapter:
-    settings = SlackSettings(
-        bot_token=_secret(section.bot_token),
-        app_token=_secret(section.app_token),
-        signing_secret=_secret(section.signing_secret),
-        api_url=section.api_url,
-        mode=section.mode,
-        greeting=section.greeting or DEFAULT_GREETING,
-        suggested_prompts=tuple((p.title, p.message) for p in section.suggested_prompts),
-        slash_command=section.slash_command,
-        respond=section.respond,
-    )
-    return SlackAdapter(settings, storage=runtime.storage)
-
-
-class SlackAdapter:
+class SlackAdapter(StatusReporting):
     name: str = PLATFORM
     text_format = TextFormat(limit=SLACK_LIMIT, markup=to_slack_mrkdwn)
 
@@ -132,31 +114,18 @@ class SlackAdapter:
         self.client = _web_client(api_url, settings.bot_token)
         self.identity: BotIdentity | None = None
         self._sink: InboundSink | None = None
+        self._socket: SocketSession | None = None
         self._connection = StatusTracker("slack")
         self._tasks: set[asyncio.Task[None]] = set()
         self._events = Recent()
         self._messages = Recent()
-        self._threads = ThreadOwnership(storage)
+        self._threads = ThreadOwnership(PLATFORM, storage)
         self._names = UserNames(self.client)
         # Assistant threads with a run going: True while "is thinking..." shows, False
         # once a reply appeared (Slack clears the status then).
         self._status: dict[str, bool] = {}
         self._streams_ok: bool | None = None  # None until the first stream says
         self.app = self._build_app()
-
-    # -- state ---------------------------------------------------------------------------
-
-    @property
-    def state(self) -> AdapterState:
-        return self._connection.state
-
-    @property
-    def state_detail(self) -> str:
-        return self._connection.detail
-
-    @property
-    def state_history(self) -> deque[AdapterState]:
-        return self._connection.history
 
     # -- running -------------------------------------------------------------------------
 
@@ -184,7 +153,11 @@ class SlackAdapter:
             socket = SocketSession(
                 self.app, self.client, self.settings.app_token, self._connection.set
             )
-            await socket.serve()
+            self._socket = socket
+            try:
+                await socket.serve()
+            finally:
+                self._socket = None
             return
         if not self.settings.signing_secret:
             raise CredentialsRejected(
@@ -204,13 +177,20 @@ class SlackAdapter:
                 raise CredentialsRejected(BOT_TOKEN_FIX.format(code=exc.code)) from exc
             raise
         identity = BotIdentity(
-            team_id=str(auth.get("team_id") or ""),
             user_id=str(auth.get("user_id") or ""),
-            bot_id=str(auth.get("bot_id") or ""),
             name=str(auth.get("user") or ""),
+            team_id=str(auth.get("team_id") or ""),
+            bot_id=str(auth.get("bot_id") or ""),
         )
         log.info("slack: signed in as %s in team %s", identity.user_id, identity.team_id)
         return identity
+
+    async def stop_intake(self) -> None:
+        """HTTP mode answers 503 from now on and Socket Mode stops reading: either way
+        Slack redelivers what was not acknowledged."""
+        self._sink = None
+        if self._socket is not None:
+            await self._socket.close()
 
     def web_routes(self) -> Sequence[web.RouteDef]:
         if self.settings.mode != "http":
@@ -220,6 +200,14 @@ class SlackAdapter:
     async def _handle_http(self, request: web.Request) -> web.Response:
         if self._sink is None:
             return web.Response(status=503, text="The Slack adapter is not running.")
+        # Authenticate the raw bytes, then check the shape, before bolt parses anything.
+        body = await request.read()
+        if not signature_valid(self.settings.signing_secret, request.headers, body):
+            log.warning("slack: HTTP request refused: bad signature or stale timestamp")
+            return web.Response(status=401, text="invalid signature")
+        if payload_of(body, request.content_type) is None:
+            log.warning("slack: HTTP request refused: the body is not a Slack payload")
+            return web.Response(status=400, text="malformed body")
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
@@ -332,15 +320,13 @@ class SlackAdapter:
         )
         # In a DM the speaker is always the same person: no name lookup needed.
         name = await self._names.get(parsed.user) if worth and parsed.kind != "im" else ""
-        images, notes = (
-            await fetch_files(parsed.files, self.settings.bot_token) if worth else ((), ())
-        )
-        message = to_inbound(
-            parsed, identity, owned=owned, user_name=name, images=images, notes=notes
-        )
+        message = to_inbound(parsed, identity, owned=owned, user_name=name)
         if message is None:
             log.debug("dropped a command addressed to another bot")
             return
+        if worth and parsed.files:  # downloaded in the message's lane, not here
+            files, token = parsed.files, self.settings.bot_token
+            message = dataclasses.replace(message, media=lambda: fetch_files(files, token))
         if message.addressed and not message.from_bot and parsed.kind != "im":
             await self._threads.claim(key, message.scope)
         await self._deliver(message)

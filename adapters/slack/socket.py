@@ -50,6 +50,7 @@ class SocketSession:
         self._on_state = on_state
         self._handler: AsyncSocketModeHandler | None = None
         self._hello_session: object | None = None
+        self._closed = False
 
     async def serve(self) -> None:
         """Connect and stay connected until cancelled."""
@@ -73,6 +74,13 @@ class SocketSession:
             self._handler = None
             await handler.close_async()  # type: ignore[no-untyped-call]
 
+    async def close(self) -> None:
+        """Stop reading events (at shutdown): envelopes not acknowledged by now are
+        redelivered by Slack, and the watch no longer reconnects."""
+        self._closed = True
+        if self._handler is not None:
+            await self._handler.client.disconnect()  # type: ignore[no-untyped-call]
+
     async def _on_frame(self, message: WSMessage) -> None:
         if message.type != WSMsgType.TEXT or not str(message.data).startswith("{"):
             return
@@ -91,6 +99,8 @@ class SocketSession:
         lost_since: float | None = None
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
+            if self._closed:
+                continue
             client = handler.client
             if await client.is_connected():
                 lost_since = None

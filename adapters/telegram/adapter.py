@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from aiohttp import web
 from telegram import Bot, BotCommand, ReactionTypeEmoji, ReplyParameters, Update
@@ -43,14 +43,21 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from adapters.approval import ApprovalPrompt
 from adapters.base import (
-    AdapterState,
     ChatTarget,
     InboundMessage,
     InboundSink,
+    Media,
     NativeStream,
     SentMessage,
+    StatusReporting,
+    StatusTracker,
 )
+from adapters.common.commands import COMMANDS
+from adapters.common.endpoints import TELEGRAM_BASE_FILE_URL, TELEGRAM_BASE_URL
+from adapters.common.identity import BotIdentity
+from adapters.common.sizes import MAX_DOWNLOAD, human_size
 from adapters.errors import (
     CredentialsRejected,
     DeliveryError,
@@ -60,18 +67,18 @@ from adapters.errors import (
     NotAllowed,
     RateLimited,
 )
+from adapters.telegram.approval import answer_press, send_question
 from adapters.telegram.inbound import (
-    BOT_COMMANDS,
     PLATFORM,
-    BotIdentity,
     Converted,
     convert_update,
-    human_size,
     platform_message_id,
 )
+from adapters.telegram.webhook import parse_update
 from adapters.text.chunking import close_open_fence, split_message
 from adapters.text.format import TextFormat
 from adapters.text.telegram_html import telegram_length, to_telegram_html
+from runtime.backoff import Backoff, log_retry
 from runtime.history import Image
 
 log = logging.getLogger(__name__)
@@ -80,7 +87,7 @@ MAX_TEXT: Final = 4096
 MAX_TOPIC_NAME: Final = 128
 WEBHOOK_PATH: Final = "/telegram/webhook"
 SECRET_HEADER: Final = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES: Final = ("message", "edited_message")
+ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query")
 # Telegram takes about 30 messages a second per bot, so more connections only buy
 # handshakes: a burst of replies queues for a connection (up to POOL_WAIT seconds)
 # instead of opening hundreds at once.
@@ -105,8 +112,8 @@ _REFUSALS: Final = (
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TelegramSettings:
     token: str
-    base_url: str = "https://api.telegram.org/bot"
-    base_file_url: str = "https://api.telegram.org/file/bot"
+    base_url: str = TELEGRAM_BASE_URL
+    base_file_url: str = TELEGRAM_BASE_FILE_URL
     mode: Literal["polling", "webhook"] = "polling"
     webhook_secret: str = ""
     webhook_url: str | None = None  # setWebhook is called only when this is set
@@ -114,7 +121,7 @@ class TelegramSettings:
     poll_timeout: int = 30  # seconds a getUpdates long poll is held open
     retry_base: float = 1.0  # first backoff delay after a network error
     retry_max: float = 30.0
-    max_download: int = 10 * 1024 * 1024  # larger images become a note
+    max_download: int = MAX_DOWNLOAD  # larger images become a note
 
 
 def retry_seconds(value: float | dtm.timedelta) -> float:
@@ -148,7 +155,7 @@ def _thread(target: ChatTarget) -> int | None:
     return None if target.thread_id is None else int(target.thread_id)
 
 
-class TelegramAdapter:
+class TelegramAdapter(StatusReporting):
     name = PLATFORM
     text_format = TextFormat(limit=MAX_TEXT, markup=to_telegram_html, counter=telegram_length)
 
@@ -162,26 +169,19 @@ class TelegramAdapter:
             base_file_url=settings.base_file_url,
             request=HTTPXRequest(connection_pool_size=POOL_SIZE, pool_timeout=POOL_WAIT),
         )
-        self._state: AdapterState = "stopped"
-        self._detail = ""
+        self._connection = StatusTracker(PLATFORM)
+        self._backoff_policy = Backoff(base=settings.retry_base, cap=settings.retry_max)
         self._sink: InboundSink | None = None
+        self._poll_task: asyncio.Task[None] | None = None
         self.me: BotIdentity | None = None
         self.drafts_supported = True
         self._draft_ids = itertools.count(1)
         self._rename_refused: set[str] = set()
 
-    @property
-    def state(self) -> AdapterState:
-        return self._state
-
-    @property
-    def state_detail(self) -> str:
-        return self._detail
-
     # -- lifecycle -----------------------------------------------------------------------
 
     async def run(self, sink: InboundSink) -> None:
-        self._state = "starting"
+        self._connection.set("starting")
         try:
             self.me = await self._connect()
             self._sink = sink
@@ -189,10 +189,10 @@ class TelegramAdapter:
             if self.settings.mode == "webhook":
                 await self._serve_webhook()
             else:
-                await self._poll()
+                await self._poll_until_stopped()
         finally:
             self._sink = None
-            self._state = "stopped"
+            self._connection.set("stopped")
             await self.bot.shutdown()
 
     async def _connect(self) -> BotIdentity:
@@ -207,8 +207,8 @@ class TelegramAdapter:
                 continue
             user = self.bot.bot
             return BotIdentity(
-                id=user.id,
-                username=user.username or "",
+                user_id=str(user.id),
+                name=user.username or "",
                 has_topics_enabled=bool(user.has_topics_enabled),
             )
         raise AssertionError("unreachable")
@@ -216,34 +216,40 @@ class TelegramAdapter:
     async def _backoff(
         self, method: str, attempt: int, exc: Exception, *, at_least: float = 0.0
     ) -> None:
-        delay = min(self.settings.retry_max, self.settings.retry_base * 2 ** (attempt - 1))
-        delay = max(delay, at_least)
-        self._state = "reconnecting"
-        self._detail = f"{method} failed: {type(exc).__name__}"
-        log.warning(
-            "telegram %s failed (%s: %s); retrying in %.2fs (attempt %d)",
-            method,
-            type(exc).__name__,
-            exc,
-            delay,
-            attempt,
-        )
+        delay = self._backoff_policy.delay(attempt, at_least=at_least)
+        self._connection.set("reconnecting", f"{method} failed: {type(exc).__name__}")
+        reason = f"{type(exc).__name__}: {exc}"
+        log_retry(log, f"telegram {method}", reason, attempt=attempt, delay=delay)
         await asyncio.sleep(delay)
 
     def _connected(self) -> None:
-        if self._state != "connected":
-            log.info("telegram connected as @%s", self.me.username if self.me else "?")
-        self._state = "connected"
-        self._detail = ""
+        self._connection.set("connected", f"as @{self.me.name}" if self.me else "")
 
     async def _announce_commands(self) -> None:
-        commands = [BotCommand(name, text) for name, text in BOT_COMMANDS.items()]
+        commands = [BotCommand(name, info.summary) for name, info in COMMANDS.items()]
         try:
             await self.bot.set_my_commands(commands)
         except TelegramError as exc:  # a missing menu is cosmetic: go on serving
             log.warning("telegram setMyCommands failed: %s", exc)
 
+    async def stop_intake(self) -> None:
+        """No more updates: webhook posts get 503 (Telegram redelivers them later) and the
+        poll in flight is cancelled, so its batch is never confirmed by a next offset."""
+        self._sink = None
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+
     # -- polling -------------------------------------------------------------------------
+
+    async def _poll_until_stopped(self) -> None:
+        self._poll_task = asyncio.create_task(self._poll(), name="telegram-poll")
+        try:
+            await asyncio.wait({self._poll_task})
+        finally:
+            self._poll_task.cancel()
+        if not self._poll_task.cancelled():
+            self._poll_task.result()  # a poll failure goes to the supervisor
+        await asyncio.get_running_loop().create_future()  # intake stopped: until cancelled
 
     async def _poll(self) -> None:
         try:
@@ -254,7 +260,7 @@ class TelegramAdapter:
         attempt = 0
         while True:
             # A short first poll tells at once whether polling works (readiness).
-            timeout = self.settings.poll_timeout if self._state == "connected" else 0
+            timeout = self.settings.poll_timeout if self.state == "connected" else 0
             try:
                 updates = await self.bot.get_updates(
                     offset=offset,
@@ -275,21 +281,10 @@ class TelegramAdapter:
                 offset = updates[-1].update_id + 1
 
     async def _dispatch_batch(self, updates: Sequence[Update]) -> None:
-        """One lane per chat: order is kept within a chat, chats do not wait on each other."""
-        lanes: dict[int, list[Update]] = {}
-        for update in updates:
-            chat = update.effective_chat
-            lanes.setdefault(chat.id if chat else 0, []).append(update)
-        if len(lanes) == 1:
-            await self._dispatch_lane(updates)
-            return
-        async with asyncio.TaskGroup() as group:
-            for lane in lanes.values():
-                group.create_task(self._dispatch_lane(lane))
-
-    async def _dispatch_lane(self, updates: Sequence[Update]) -> None:
-        for update in updates:
-            await self.dispatch(update)
+        """Hand the whole batch over at once: the gateway queues each message in its
+        chat's lane (in order) and records them in one transaction, so the next poll,
+        which confirms this batch to Telegram, waits on nothing but that."""
+        await asyncio.gather(*(self.dispatch(update) for update in updates))
 
     async def dispatch(self, update: Update) -> None:
         """Convert one update and hand it to the sink; never raises (one bad update must
@@ -298,19 +293,29 @@ class TelegramAdapter:
         if me is None or sink is None:
             return
         try:
+            if update.callback_query is not None:
+                await answer_press(self.bot, update.callback_query, sink)
+                return
             converted = convert_update(update, me)
             if converted is not None:
-                await sink.handle(await self._with_media(converted))
+                await sink.handle(self._with_media(converted))
         except Exception:
             log.exception("telegram update %s could not be handled", update.update_id)
 
-    async def _with_media(self, converted: Converted) -> InboundMessage:
+    def _with_media(self, converted: Converted) -> InboundMessage:
         message = converted.message
         wanted = message.is_direct or message.addressed or self.settings.respond_all
         if not converted.downloads or not wanted:
             return message
+
+        async def fetch() -> Media:
+            return await self._download(converted)
+
+        return dataclasses.replace(message, media=fetch)
+
+    async def _download(self, converted: Converted) -> Media:
         images: list[Image] = []
-        notes = list(message.attachment_notes)
+        notes = list(converted.message.attachment_notes)
         for item in converted.downloads:
             if item.size is not None and item.size > self.settings.max_download:
                 notes.append(
@@ -326,7 +331,7 @@ class TelegramAdapter:
                 continue
             encoded = base64.b64encode(bytes(data)).decode("ascii")
             images.append(Image(media_type=item.media_type, data_base64=encoded))
-        return dataclasses.replace(message, images=tuple(images), attachment_notes=tuple(notes))
+        return tuple(images), tuple(notes)
 
     # -- webhook -------------------------------------------------------------------------
 
@@ -354,11 +359,11 @@ class TelegramAdapter:
         if self._sink is None:
             return web.Response(status=503, text="not ready")  # Telegram retries later
         try:
-            data = await request.json()
-            update = Update.de_json(data, self.bot) if isinstance(data, dict) else None
-        except (ValueError, TypeError, KeyError):
+            update = parse_update(await request.json(), self.bot)
+        except ValueError:  # not JSON, or not UTF-8
             update = None
         if update is None:
+            log.warning("telegram webhook call refused: the body is not a well-formed update")
             return web.Response(status=400, text="not an update")
         await self.dispatch(update)
         return web.Response(text="ok")
@@ -386,6 +391,18 @@ class TelegramAdapter:
                 chat_id=int(message.target.chat_id),
                 message_id=int(message.message_id),
                 parse_mode=ParseMode.HTML if markup else None,
+            )
+
+    async def ask_approval(self, target: ChatTarget, prompt: ApprovalPrompt) -> SentMessage:
+        with _delivery_errors():
+            message_id = await send_question(self.bot, target, prompt)
+        return SentMessage(target=target, message_id=message_id)
+
+    async def settle_approval(self, message: SentMessage, text: str) -> None:
+        """Replace the question by its outcome; the edit drops the keyboard."""
+        with _delivery_errors():
+            await self.bot.edit_message_text(
+                text, chat_id=int(message.target.chat_id), message_id=int(message.message_id)
             )
 
     async def delete(self, message: SentMessage) -> None:
@@ -491,25 +508,3 @@ class DraftStream:
 
     def handover(self) -> list[tuple[SentMessage, str]]:
         return []  # a draft is not a message
-
-
-def settings_from(section: Any, **overrides: Any) -> TelegramSettings:
-    """Settings from the gateway's ``[adapters.telegram]`` section (read duck-typed)."""
-
-    def secret(value: Any) -> str:
-        return "" if value is None else str(value.get_secret_value())
-
-    values: dict[str, Any] = {
-        "token": secret(section.token),
-        "base_url": section.base_url,
-        "base_file_url": section.base_file_url,
-        "mode": section.mode,
-        "webhook_secret": secret(section.webhook_secret),
-        "webhook_url": getattr(section, "webhook_url", None),
-        "respond_all": getattr(section, "respond", "mention") == "all",
-    }
-    return TelegramSettings(**(values | overrides))
-
-
-def from_config(section: Any, runtime: object) -> TelegramAdapter:
-    return TelegramAdapter(settings_from(section))

@@ -22,65 +22,59 @@ import contextlib
 import itertools
 import json
 import logging
-import re
 import secrets
-import time
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Protocol, assert_never
-from urllib.parse import urlsplit
+from typing import Any, assert_never
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
+from adapters.approval import ApprovalDecision, ApprovalPrompt, DecisionSink
 from adapters.base import (
-    AdapterState,
     ChatTarget,
     InboundMessage,
     InboundSink,
     NativeStream,
     SentMessage,
+    StatusReporting,
+    StatusTracker,
 )
 from adapters.text.format import TextFormat, identity
 from adapters.webchat.frames import (
     CLIENT_FRAME,
+    DecisionFrame,
     Frame,
     HelloFrame,
     MessageFrame,
     StopFrame,
-    history_frame,
     text_frame,
 )
 from adapters.webchat.greeting import agent_card
+from adapters.webchat.inbound import (
+    DEFAULT_USER_NAME,
+    PLATFORM,
+    client_of,
+    inbound_message,
+    same_origin,
+    scope_of,
+)
+from adapters.webchat.views import ChatViews
 from runtime.agent_runtime import AgentRuntime
 from runtime.conversation import Conversation
-from runtime.errors import AgentRuntimeError
 from runtime.events import TitleChanged
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "webchat"
-SCOPE_PREFIX = "webchat:user:"
-DEFAULT_USER_NAME = "you"
 SINK_WAIT = 5.0  # a page may connect in the moment between server start and run()
-# Commands after which the page's topic list or header may be out of date.
-_REFRESHING_COMMAND = re.compile(r"^/(topic|topics|new|title)(\s|$)", re.IGNORECASE)
-# Commands after which the page shows another conversation (a bare /topic only asks).
-_SWITCHING_COMMAND = re.compile(r"^/(new(\s|$)|topic\s+\S)", re.IGNORECASE)
-_NEW_COMMAND = re.compile(r"^/new(\s|$)", re.IGNORECASE)
 
 
-class WebchatSection(Protocol):
-    """What ``from_config`` reads of the gateway's ``WebchatConfig`` (adapters never
-    import the gateway, so the section is described structurally)."""
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def agent(self) -> str | None: ...
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebchatSettings:
+    path: str = "/"  # where the page is served on the gateway's HTTP server
+    default_agent: str | None = None  # the picker's first choice (else the first agent)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -92,75 +86,30 @@ class _Session:
     name: str = DEFAULT_USER_NAME
 
 
-def scope_of(client_id: str) -> str:
-    return f"{SCOPE_PREFIX}{client_id}"
-
-
-def client_of(sender: str) -> str | None:
-    return sender[len(SCOPE_PREFIX) :] if sender.startswith(SCOPE_PREFIX) else None
-
-
-def inbound_message(
-    client_id: str,
-    text: str,
-    *,
-    message_id: str,
-    user_name: str,
-    agent: str | None,
-    extra: Mapping[str, str] | None = None,
-) -> InboundMessage:
-    """A page's message as the pipeline sees it: always a direct, addressed message.
-    ``extra`` rides on the reply's target, so ``send`` knows what the reply answers."""
-    # ``request`` tells one reply's renderer from another's (see ``typing``).
-    details = {**(extra or {}), "request": message_id, **({"agent": agent} if agent else {})}
-    return InboundMessage(
-        platform=PLATFORM,
-        message_id=f"{client_id}:{message_id}",
-        text=text,
-        user_id=client_id,
-        user_name=user_name or DEFAULT_USER_NAME,
-        scope=scope_of(client_id),
-        target=ChatTarget(platform=PLATFORM, chat_id=client_id, extra=details),
-        is_direct=True,
-        addressed=True,
-        agent=agent,
-    )
-
-
-def same_origin(request: web.Request) -> bool:
-    # Browsers always send Origin, so another site's page cannot drive a user's chat.
-    origin = request.headers.get("Origin")
-    return origin is None or urlsplit(origin).netloc == request.host
-
-
-class WebchatAdapter:
+class WebchatAdapter(StatusReporting):
     name = PLATFORM
     # The page renders the markdown itself.
     text_format = TextFormat(limit=100_000, markup=identity, plain=identity)
 
-    def __init__(
-        self, runtime: AgentRuntime, *, path: str = "/", default_agent: str | None = None
-    ) -> None:
+    def __init__(self, settings: WebchatSettings, runtime: AgentRuntime) -> None:
         self._runtime = runtime
+        path = settings.path
         self._path = path
         self._base = path if path.endswith("/") else f"{path}/"
-        self._default_agent = default_agent
-        self._state: AdapterState = "stopped"
+        self._default_agent = settings.default_agent
+        self._connection = StatusTracker(PLATFORM)
         self._sink: InboundSink | None = None
         self._ready = asyncio.Event()
         self._clients: dict[str, set[web.WebSocketResponse]] = {}
         self._sockets: set[web.WebSocketResponse] = set()
         self._titles: dict[tuple[str, str], str] = {}  # (client, agent) -> title shown
         self._replying: dict[str, set[str]] = {}  # client -> requests whose typing is on
+        self._views = ChatViews(runtime)
         self._tasks: set[asyncio.Task[None]] = set()
         self._page: str | None = None
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:8]  # ids stay unique across restarts
         runtime.add_title_listener(self._on_title)
-
-    @property
-    def state(self) -> AdapterState:
-        return self._state
 
     @property
     def state_detail(self) -> str:
@@ -175,17 +124,22 @@ class WebchatAdapter:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    async def stop_intake(self) -> None:
+        """Frames that arrive from now on are not taken (the page keeps its socket for
+        replies in flight)."""
+        self._sink = None
+
     async def run(self, sink: InboundSink) -> None:
         """Connected at once: the transport is the gateway's own server."""
         self._sink = sink
-        self._state = "connected"
+        self._connection.set("connected")
         self._ready.set()
         try:
             await asyncio.get_running_loop().create_future()
         finally:
             self._ready.clear()
             self._sink = None
-            self._state = "stopped"
+            self._connection.set("stopped")
             await self._close_all()
 
     async def _close_all(self) -> None:
@@ -287,6 +241,8 @@ class WebchatAdapter:
                 await self._message(session, frame)
             case StopFrame():
                 await self._stop(session, frame)
+            case DecisionFrame():
+                await self._decide(session, frame)
             case _:
                 assert_never(frame)
 
@@ -317,21 +273,11 @@ class WebchatAdapter:
             message_id=frame.id,
             user_name=session.name,
             agent=agent,
-            extra=await self._before_command(session.client_id, agent, frame.text.strip()),
+            extra=await self._views.before_command(
+                session.client_id, agent or self.default_agent, frame.text.strip()
+            ),
         )
         await self._deliver(session, message)
-
-    async def _before_command(self, client_id: str, agent: str | None, text: str) -> dict[str, str]:
-        """Keep the scratch chat before a command leaves it, and mark what the command's
-        reply must refresh: the pipeline answers commands later, from its lane, so the
-        reply (``send``) is the moment the command has taken effect."""
-        if _SWITCHING_COMMAND.match(text):
-            stop = _NEW_COMMAND.match(text) is not None
-            saved = await self._keep_scratch(client_id, agent or self.default_agent, stop=stop)
-            return {"after": "history"} | ({"saved": saved} if saved else {})
-        if _REFRESHING_COMMAND.match(text):
-            return {"after": "topics"}
-        return {}
 
     async def _after_command(self, target: ChatTarget) -> None:
         client_id = target.chat_id
@@ -352,6 +298,37 @@ class WebchatAdapter:
             agent=self._agent(frame.agent),
         )
         await self._deliver(session, message)
+
+    async def _decide(self, session: _Session, frame: DecisionFrame) -> None:
+        assert session.client_id is not None
+        sink = self._sink
+        if not isinstance(sink, DecisionSink):
+            await _send(session.ws, {"type": "error", "text": "The web chat is not running."})
+            return
+        decision = ApprovalDecision(
+            platform="webchat",
+            request_id=frame.request_id,
+            approved=frame.approved,
+            user_id=session.client_id,
+            user_name=session.name,
+        )
+        answer = await sink.decide(decision)
+        await _send(session.ws, {"type": "notice", "text": answer})
+
+    async def ask_approval(self, target: ChatTarget, prompt: ApprovalPrompt) -> SentMessage:
+        message_id = f"{self._id_prefix}-{next(self._ids)}"
+        frame = {
+            "type": "approval",
+            "id": message_id,
+            "request_id": prompt.request_id,
+            "text": prompt.text,
+        }
+        await self._broadcast(target.chat_id, frame)
+        return SentMessage(target=target, message_id=message_id)
+
+    async def settle_approval(self, message: SentMessage, text: str) -> None:
+        frame = {"type": "approval_settled", "id": message.message_id, "text": text}
+        await self._broadcast(message.target.chat_id, frame)
 
     async def _deliver(self, session: _Session, message: InboundMessage) -> None:
         with contextlib.suppress(TimeoutError):
@@ -378,69 +355,18 @@ class WebchatAdapter:
     ) -> None:
         """Send the client's topic list and the current conversation's title, and with
         ``history`` its turns; to ``only`` one socket (a tab saying hello) or to all."""
-        frames = [await self._topics_frame(client_id, agent)]
-        scope = scope_of(client_id)
-        current = self._runtime.router.current(agent, scope)
-        if history:
-            # Loads the active topic after a restart (or makes the empty scratch chat).
-            current = await self._runtime.conversation_for(agent, scope)
-        title = (current.title if current is not None else None) or ""
-        self._titles[(client_id, agent)] = title
-        frames.append({"type": "title", "agent": agent, "title": title})
-        if history and current is not None:
-            frames.append(
-                history_frame(
-                    agent=agent,
-                    topic=current.topic_key,
-                    title=title,
-                    turns=await self._runtime.transcript(current),
-                    running=self._busy(client_id, agent) or client_id in self._replying,
-                )
-            )
+        frames = [await self._views.topics_frame(client_id, agent)]
+        replying = client_id in self._replying
+        shown = await self._views.shown(client_id, agent, history=history, replying=replying)
+        self._titles[(client_id, agent)] = shown.title
+        frames.append({"type": "title", "agent": agent, "title": shown.title})
+        if shown.history is not None:
+            frames.append(shown.history)
         for frame in frames:
             if only is not None:
                 await _send(only, frame)
             else:
                 await self._broadcast(client_id, frame)
-
-    async def _keep_scratch(self, client_id: str, agent: str, *, stop: bool) -> str | None:
-        """Save the client's scratch chat as a topic before leaving it; the topic key,
-        or None when there was nothing to keep (or it could not be kept). With ``stop``
-        (``/new``, which would cancel it anyway) a reply still running is stopped first
-        so its partial text is kept too."""
-        scope = scope_of(client_id)
-        current = self._runtime.router.current(agent, scope)
-        if stop and current is not None and current.is_tmp and current.run is not None:
-            run = current.run
-            self._runtime.stop(current)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(run.wait(), SINK_WAIT)
-        taken = {t.key for t in await self._runtime.topics(agent, scope)}
-        key = base = time.strftime("chat-%Y%m%d-%H%M%S")
-        for n in itertools.count(2):
-            if key not in taken:
-                break
-            key = f"{base}-{n}"
-        try:
-            saved = await self._runtime.save_scratch(agent, scope, key)
-        except AgentRuntimeError as exc:
-            # A reply still running stays in scratch; the next switch keeps it.
-            log.info("kept web chat scratch of %s in memory: %s", client_id, exc)
-            return None
-        return None if saved is None else key
-
-    def _busy(self, client_id: str, agent: str) -> bool:
-        """Whether a reply is running for the client and agent (in any conversation)."""
-        scope = scope_of(client_id)
-        return any(
-            (run.conversation.sender, run.conversation.agent) == (scope, agent)
-            for run in self._runtime.active_runs()
-        )
-
-    async def _topics_frame(self, client_id: str, agent: str) -> dict[str, Any]:
-        topics = await self._runtime.topics(agent, scope_of(client_id))
-        listing = [{"key": t.key, "title": t.title or "", "active": t.active} for t in topics]
-        return {"type": "topics", "agent": agent, "topics": listing}
 
     def _on_title(self, conv: Conversation, event: TitleChanged) -> None:
         client_id = client_of(conv.sender)
@@ -452,7 +378,7 @@ class WebchatAdapter:
         if self._runtime.router.current(conv.agent, conv.sender) is conv:
             await self._show_title(client_id, conv.agent, title)
         if not conv.is_tmp:
-            await self._broadcast(client_id, await self._topics_frame(client_id, conv.agent))
+            await self._broadcast(client_id, await self._views.topics_frame(client_id, conv.agent))
 
     async def _show_title(self, client_id: str, agent: str, title: str) -> None:
         # The gateway's rename and our own title listener may both report one title.
@@ -531,7 +457,3 @@ async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
         await ws.send_str(json.dumps(frame, ensure_ascii=False))
     except ConnectionError as exc:  # the tab went away mid-send; its handler cleans up
         log.debug("web chat socket send failed: %s", exc)
-
-
-def from_config(section: WebchatSection, runtime: AgentRuntime) -> WebchatAdapter:
-    return WebchatAdapter(runtime, path=section.path, default_agent=section.agent)

@@ -56,6 +56,7 @@ class MemoryAdapter:
         self.deleted: list[str] = []
         self._state: AdapterState = "stopped"
         self.sink: InboundSink | None = None
+        self.intake_stopped = False
         self.messages: dict[str, Shown] = {}
         self.order: list[str] = []
         self.edits: list[tuple[float, str, str]] = []  # (time, message id, text)
@@ -77,6 +78,9 @@ class MemoryAdapter:
     @property
     def state_detail(self) -> str:
         return ""
+
+    async def stop_intake(self) -> None:
+        self.intake_stopped = True
 
     async def run(self, sink: InboundSink) -> None:
         self.sink = sink
@@ -115,10 +119,6 @@ class MemoryAdapter:
         self.edits.append((now, message.message_id, text))
         await self._notify()
 
-    async def typing(self, target: ChatTarget, active: bool) -> None:
-        await self._maybe_fail("typing")
-        self.typing_calls.append((time.monotonic(), target.chat_id, active))
-        await self._notify()
     async def delete(self, message: SentMessage) -> None:
         await self._maybe_fail("delete")
         del self.messages[message.message_id]
@@ -131,6 +131,10 @@ class MemoryAdapter:
         if size > self.text_format.limit:
             raise MessageTooLong(f"message is too long ({size} > {self.text_format.limit})")
 
+    async def typing(self, target: ChatTarget, active: bool) -> None:
+        await self._maybe_fail("typing")
+        self.typing_calls.append((time.monotonic(), target.chat_id, active))
+        await self._notify()
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
         await self._maybe_fail("react")
