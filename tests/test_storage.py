@@ -36,6 +36,8 @@ from runtime.storage.base import (
 )
 from tests.storage_backends import Backend, StoreUnderTest
 
+TIMEOUT = 10.0
+
 EVERY_KIND: list[StoredEntry] = [
     UserEntry(
         text="look at this",
@@ -363,6 +365,63 @@ async def test_prune_deletes_only_old_settled_records(storage: StoreUnderTest) -
     assert await storage.unanswered_inbound() == [inbox(3, at=10.0)]
     # A pruned id is forgotten: the same message would be accepted again.
     assert await storage.accept_inbound([inbox(1), inbox(4)]) == [True, False]
+
+
+# -- replicas: leases and notifications ------------------------------------------------------
+
+
+async def test_a_lease_has_one_owner_until_it_expires(storage: StoreUnderTest) -> None:
+    assert await storage.try_acquire_lease("conv:1", "replica-a", 60.0) is True
+    assert await storage.try_acquire_lease("conv:1", "replica-b", 60.0) is False
+    assert await storage.try_acquire_lease("conv:1", "replica-a", 60.0) is True  # extends
+    assert await storage.try_acquire_lease("conv:2", "replica-b", 60.0) is True
+    # A lease whose owner stopped renewing (here: already expired) is taken over.
+    assert await storage.try_acquire_lease("conv:3", "replica-a", -1.0) is True
+    assert await storage.try_acquire_lease("conv:3", "replica-b", 60.0) is True
+    assert await storage.try_acquire_lease("conv:3", "replica-a", 60.0) is False
+
+
+async def test_renew_keeps_only_unexpired_leases(storage: StoreUnderTest) -> None:
+    for key in ("k2", "k1"):
+        assert await storage.try_acquire_lease(key, "a", 60.0)
+    assert await storage.try_acquire_lease("lapsed", "a", -1.0)
+    assert await storage.try_acquire_lease("theirs", "b", 60.0)
+    assert await storage.renew_leases("a", 60.0) == ["k1", "k2"]
+    assert await storage.renew_leases("nobody", 60.0) == []
+    # Renewing with a past ttl lets every lease lapse: then nothing is held any more.
+    assert await storage.renew_leases("a", -1.0) == ["k1", "k2"]
+    assert await storage.renew_leases("a", 60.0) == []
+    assert await storage.try_acquire_lease("k1", "b", 60.0) is True
+
+
+async def test_release_frees_only_the_owners_lease(storage: StoreUnderTest) -> None:
+    assert await storage.try_acquire_lease("conv", "a", 60.0)
+    await storage.release_lease("conv", "b")  # not b's: ignored
+    assert await storage.try_acquire_lease("conv", "b", 60.0) is False
+    await storage.release_lease("conv", "a")
+    assert await storage.try_acquire_lease("conv", "b", 60.0) is True
+    await storage.release_lease("never-held", "a")
+
+
+async def test_listen_receives_notifications_until_unlisten(storage: StoreUnderTest) -> None:
+    inbox_wakeups: asyncio.Queue[str] = asyncio.Queue()
+    other: asyncio.Queue[str] = asyncio.Queue()
+    unlisten = await storage.listen("inbox", inbox_wakeups.put_nowait)
+    stop_other = await storage.listen("other", other.put_nowait)
+    try:
+        await storage.notify("inbox", "telegram:1")
+        await storage.notify("inbox", "telegram:2")
+        await storage.notify("unheard", "x")
+        assert await asyncio.wait_for(inbox_wakeups.get(), TIMEOUT) == "telegram:1"
+        assert await asyncio.wait_for(inbox_wakeups.get(), TIMEOUT) == "telegram:2"
+        await unlisten()
+        await unlisten()  # twice is harmless
+        await storage.notify("inbox", "after unlisten")
+        await storage.notify("other", "marker")
+        assert await asyncio.wait_for(other.get(), TIMEOUT) == "marker"
+        assert inbox_wakeups.empty()
+    finally:
+        await stop_other()
 
 
 # -- persistence --------------------------------------------------------------------------

@@ -131,3 +131,20 @@ def test_config_refuses_other_schemes(url: str) -> None:
     assert error["loc"] == ("url",)
     assert "postgresql://" in error["msg"]
     assert url not in str(info.value)  # the URL may hold a password: never echoed
+
+
+async def test_notify_wakes_another_replica_and_leases_are_shared(postgres_url: str) -> None:
+    a, b = PostgresStorage(postgres_url), PostgresStorage(postgres_url)
+    await a.open()
+    await b.open()
+    try:
+        woken: asyncio.Queue[str] = asyncio.Queue()
+        await b.listen("inbox", woken.put_nowait)  # closed with b
+        assert await a.try_acquire_lease("conv", "replica-a", 60.0)
+        assert not await b.try_acquire_lease("conv", "replica-b", 60.0)
+        await a.notify("inbox", "telegram:7")
+        assert await asyncio.wait_for(woken.get(), 10.0) == "telegram:7"
+    finally:
+        await b.close()  # cancels b's listener task and closes its connection
+        await a.close()
+    assert not b.is_open

@@ -9,7 +9,7 @@ deduplication ledger); a run's commit marks its messages answered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -45,6 +45,9 @@ class EventRecord:
 
 
 InboxState = Literal["accepted", "answered", "expired"]
+
+NotifyCallback = Callable[[str], None]
+Unlisten = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -133,6 +136,31 @@ class Storage(Protocol):
 
     async def prune_inbound(self, before: float) -> int:
         """Delete settled records accepted before ``before``; returns the count."""
+        ...
+
+    # -- replicas: conversation leases and wake-ups -----------------------------------
+
+    async def try_acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take or extend the lease on ``key`` for ``ttl`` seconds; False while another
+        owner holds an unexpired lease on it."""
+        ...
+
+    async def renew_leases(self, owner: str, ttl: float) -> list[str]:
+        """Extend every unexpired lease of ``owner``; returns the keys it still holds
+        (a lease that expired first is lost, even if nobody took it yet)."""
+        ...
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Give up ``key`` if ``owner`` holds it; another owner's lease is left alone."""
+        ...
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Wake every listener of ``channel`` (on PostgreSQL: in every replica)."""
+        ...
+
+    async def listen(self, channel: str, callback: NotifyCallback) -> Unlisten:
+        """Call ``callback(payload)`` on the event loop for each notification on
+        ``channel`` until the returned coroutine function is awaited or the store closes."""
         ...
 
     async def usage_totals(self, session_id: str) -> tuple[int, int]:

@@ -15,6 +15,7 @@ the pool.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
@@ -30,8 +32,10 @@ from runtime.history import CompactMarker, Entry, StoredEntry, rebuild_context
 from runtime.storage.base import (
     InboxRecord,
     InboxState,
+    NotifyCallback,
     RunCommit,
     SessionRecord,
+    Unlisten,
     check_settled_state,
 )
 from runtime.storage.codec import (
@@ -50,6 +54,9 @@ from runtime.storage.schema import LATEST_VERSION, pending
 _log = logging.getLogger(__name__)
 
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+# Seconds since the epoch on the database server's clock (one clock for all replicas).
+_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 
 # Any constant shared by every replica: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x61677477  # "agtw"
@@ -86,6 +93,7 @@ class PostgresStorage:
         self._timeout = connect_timeout
         self._clock = clock
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
+        self._listeners: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -122,6 +130,10 @@ class PostgresStorage:
     async def close(self) -> None:
         """Close the pool, waiting for calls in progress; closing twice is a no-op."""
         pool, self._pool = self._pool, None
+        listeners = list(self._listeners)
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
         if pool is not None:
             with self._errors("close"):
                 await pool.close()
@@ -397,6 +409,80 @@ class PostgresStorage:
                 "DELETE FROM inbox WHERE state <> 'accepted' AND accepted_at < %s", (before,)
             )
             return cursor.rowcount
+
+    # -- replicas: leases on the server's clock, LISTEN/NOTIFY --------------------------
+    # Lease times come from the database server's clock, so replicas whose clocks
+    # disagree still agree on when a lease ends.
+
+    async def try_acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        rows = await self._rows(
+            "take a conversation lease",
+            f"INSERT INTO conversation_leases (key, owner, expires_at) VALUES (%s, %s, {_NOW} + %s)"
+            " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner,"
+            " expires_at = excluded.expires_at"
+            " WHERE conversation_leases.owner = excluded.owner"
+            f" OR conversation_leases.expires_at < {_NOW}"
+            " RETURNING key",
+            key,
+            owner,
+            ttl,
+        )
+        return bool(rows)
+
+    async def renew_leases(self, owner: str, ttl: float) -> list[str]:
+        rows = await self._rows(
+            "renew conversation leases",
+            f"UPDATE conversation_leases SET expires_at = {_NOW} + %s"
+            f" WHERE owner = %s AND expires_at >= {_NOW} RETURNING key",
+            ttl,
+            owner,
+        )
+        return sorted(str(row[0]) for row in rows)
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        async with self._use("release a conversation lease") as conn:
+            await conn.execute(
+                "DELETE FROM conversation_leases WHERE key = %s AND owner = %s", (key, owner)
+            )
+
+    async def notify(self, channel: str, payload: str) -> None:
+        async with self._use("notify") as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    async def listen(self, channel: str, callback: NotifyCallback) -> Unlisten:
+        """LISTEN on a connection of its own, outside the pool, read by one task."""
+        if self._pool is None:
+            raise StorageError(f"The PostgreSQL database {self._where} is not open (listen).")
+        with self._errors(f"listen on {channel!r}"):
+            conn = await self.connect()
+            try:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            except BaseException:
+                await conn.close()
+                raise
+        task = asyncio.create_task(self._deliver(conn, channel, callback), name=f"listen-{channel}")
+        self._listeners.add(task)
+        task.add_done_callback(self._listeners.discard)
+
+        async def unlisten() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        return unlisten
+
+    async def _deliver(self, conn: AsyncConn, channel: str, callback: NotifyCallback) -> None:
+        try:
+            async for note in conn.notifies():
+                try:
+                    callback(note.payload)
+                except Exception:
+                    _log.exception("listener of storage channel %r failed", channel)
+        except psycopg.Error:
+            # The replica goes on without wake-ups; lease expiry still moves work.
+            _log.warning("storage channel %r lost its connection", channel, exc_info=True)
+        finally:
+            await conn.close()
 
 
 async def _settle(conn: AsyncConn, ids: Sequence[str], state: InboxState) -> None:

@@ -203,6 +203,18 @@ _INBOX = """
 """
 _INBOX_INDEX = "CREATE INDEX inbox_by_state ON inbox (state, accepted_at)"
 
+# Which replica owns a conversation, until when (seconds since the epoch). A lease not
+# renewed in time is free for another replica to take: that is how a dead owner's
+# conversations move.
+_LEASES = """
+    CREATE TABLE conversation_leases (
+        key TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at {time} NOT NULL
+    )
+"""
+_LEASES_INDEX = "CREATE INDEX conversation_leases_by_owner ON conversation_leases (owner)"
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="initial schema", sqlite=_INITIAL, postgres=_INITIAL_PG),
     Migration(
@@ -217,6 +229,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             _INBOX_INDEX,
             "DROP TABLE processed",
         ),
+    ),
+    Migration(
+        version=3,
+        description="conversation leases for replicas",
+        sqlite=(_LEASES.format(time="REAL"), _LEASES_INDEX),
+        postgres=(_LEASES.format(time="DOUBLE PRECISION"), _LEASES_INDEX),
     ),
 )
 

@@ -27,8 +27,10 @@ from runtime.history import CompactMarker, Entry, StoredEntry, rebuild_context
 from runtime.storage.base import (
     InboxRecord,
     InboxState,
+    NotifyCallback,
     RunCommit,
     SessionRecord,
+    Unlisten,
     check_settled_state,
 )
 from runtime.storage.codec import (
@@ -42,6 +44,7 @@ from runtime.storage.codec import (
     session_record,
     session_values,
 )
+from runtime.storage.local_channels import LocalChannels
 from runtime.storage.schema import LATEST_VERSION, pending
 
 _log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ class SqliteStorage:
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._channels = LocalChannels()
 
     @property
     def path(self) -> str:
@@ -99,6 +103,7 @@ class SqliteStorage:
             db, self._db = self._db, None
             if db is None:
                 return
+            self._channels.clear()
             with self._errors("close"):
                 await db.close()
 
@@ -363,6 +368,45 @@ class SqliteStorage:
                 "DELETE FROM inbox WHERE state <> 'accepted' AND accepted_at < ?", (before,)
             )
         return cursor.rowcount
+
+    # -- replicas: one process owns everything, but the semantics are PostgreSQL's -------
+
+    async def try_acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = self._clock()
+        async with self._use("take a conversation lease") as db:
+            cursor = await db.execute(
+                "INSERT INTO conversation_leases (key, owner, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner,"
+                " expires_at = excluded.expires_at"
+                " WHERE conversation_leases.owner = excluded.owner"
+                " OR conversation_leases.expires_at < ?",
+                (key, owner, now + ttl, now),
+            )
+        return cursor.rowcount == 1
+
+    async def renew_leases(self, owner: str, ttl: float) -> list[str]:
+        now = self._clock()
+        async with self._use("renew conversation leases") as db:
+            rows = await db.execute_fetchall(
+                "UPDATE conversation_leases SET expires_at = ?"
+                " WHERE owner = ? AND expires_at >= ? RETURNING key",
+                (now + ttl, owner, now),
+            )
+        return sorted(str(row[0]) for row in rows)
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        async with self._use("release a conversation lease") as db:
+            await db.execute(
+                "DELETE FROM conversation_leases WHERE key = ? AND owner = ?", (key, owner)
+            )
+
+    async def notify(self, channel: str, payload: str) -> None:
+        async with self._use("notify"):
+            self._channels.notify(channel, payload)
+
+    async def listen(self, channel: str, callback: NotifyCallback) -> Unlisten:
+        async with self._use("listen"):
+            return self._channels.listen(channel, callback)
 
     def _connection(self) -> aiosqlite.Connection:
         # Only called under _use, which has checked the store is open.
