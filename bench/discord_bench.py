@@ -14,6 +14,7 @@ load), which discord.py waits out and retries itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import statistics
 import sys
@@ -21,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from adapters.discord.adapter import DiscordAdapter, settings_from
+from adapters.discord.adapter import DiscordAdapter
 from gateway.app import Gateway
 from gateway.config_loader import load_config
+from gateway.wiring import discord_settings
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeUser
 from tests.runtime_helpers import wait_for
 
@@ -102,7 +104,10 @@ async def run(dm_count: int, thread_count: int, rate_limited: int) -> None:
         path.write_text(config_text(Path(tmp), fake))
         config = load_config(path, {})
         section = config.adapters.discord
-        fast = settings_from(section, identify_delay=0.0, guild_ready_timeout=0.05)
+        assert section is not None
+        fast = dataclasses.replace(
+            discord_settings(section), identify_delay=0.0, guild_ready_timeout=0.05
+        )
         gateway = Gateway(config, adapters={"discord": DiscordAdapter(fast)})
         await gateway.start()
         if rate_limited:

@@ -26,13 +26,23 @@ from pydantic import (
     model_validator,
 )
 
+from adapters.common.endpoints import (
+    DISCORD_API_BASE,
+    DISCORD_GATEWAY_URL,
+    SLACK_API_URL,
+    TELEGRAM_BASE_FILE_URL,
+    TELEGRAM_BASE_URL,
+)
+from runtime.providers.anthropic import DEFAULT_BASE_URL as ANTHROPIC_BASE_URL
+from runtime.providers.openai import DEFAULT_BASE_URL as OPENAI_BASE_URL
+
 AdapterName = Literal["telegram", "discord", "slack", "webchat"]
 ADAPTER_NAMES: tuple[AdapterName, ...] = ("telegram", "discord", "slack", "webchat")
 
 ProviderKind = Literal["openai", "anthropic", "echo"]
 DEFAULT_BASE_URLS: Mapping[str, str] = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
+    "openai": OPENAI_BASE_URL,
+    "anthropic": ANTHROPIC_BASE_URL,
 }
 ECHO_MODEL = "echo"
 
@@ -158,8 +168,8 @@ class AdapterBase(Section):
 class TelegramConfig(AdapterBase):
     access: Literal["open", "allowlist"] = "allowlist"
     token: Secret = None
-    base_url: str = "https://api.telegram.org/bot"
-    base_file_url: str = "https://api.telegram.org/file/bot"
+    base_url: str = TELEGRAM_BASE_URL
+    base_file_url: str = TELEGRAM_BASE_FILE_URL
     mode: Literal["polling", "webhook"] = "polling"
     webhook_secret: Secret = None
     # The public https URL Telegram should post to (it must reach /telegram/webhook on
@@ -170,8 +180,8 @@ class TelegramConfig(AdapterBase):
 class DiscordConfig(AdapterBase):
     access: Literal["open", "allowlist"] = "allowlist"
     token: Secret = None
-    api_base: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg"
+    api_base: str = DISCORD_API_BASE
+    gateway_url: str = DISCORD_GATEWAY_URL
 
 
 class SuggestedPrompt(Section):
@@ -183,7 +193,7 @@ class SlackConfig(AdapterBase):
     bot_token: Secret = None
     app_token: Secret = None
     signing_secret: Secret = None
-    api_url: str = "https://slack.com/api/"
+    api_url: str = SLACK_API_URL
     mode: Literal["socket", "http"] = "socket"
     suggested_prompts: list[SuggestedPrompt] = Field(default_factory=list)
     greeting: OptionalText = None

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, assert_never
+
+from pydantic import SecretStr
 
 from adapters.base import Adapter
-from gateway.config import AgentConfig, GatewayConfig, ProviderConfig
+from gateway.config import (
+    AdapterConfig,
+    AgentConfig,
+    DiscordConfig,
+    GatewayConfig,
+    ProviderConfig,
+    SlackConfig,
+    TelegramConfig,
+    WebchatConfig,
+)
 from gateway.errors import GatewayError
 from gateway.policy import AdapterPolicy, BindingRule
 from runtime.agent_runtime import AgentRuntime
@@ -15,11 +24,18 @@ from runtime.agents import AgentSpec
 from runtime.providers.base import ModelProvider
 from runtime.providers.factory import create_provider
 
+if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordSettings
+    from adapters.slack.adapter import SlackSettings
+    from adapters.telegram.adapter import TelegramSettings
+    from adapters.webchat.adapter import WebchatSettings
+
 ADAPTER_NAMES = ("webchat", "telegram", "discord", "slack")
 
 
-def secret(value: Any) -> str:
-    return "" if value is None else str(value.get_secret_value())
+def secret(value: SecretStr | None) -> str:
+    """The one place a configured secret is unwrapped (adapters get plain settings)."""
+    return "" if value is None else value.get_secret_value()
 
 
 def build_provider(
@@ -52,12 +68,12 @@ def agent_spec(name: str, cfg: AgentConfig) -> AgentSpec:
     )
 
 
-def enabled_sections(config: GatewayConfig) -> dict[str, Any]:
+def enabled_sections(config: GatewayConfig) -> dict[str, AdapterConfig]:
     sections = {name: getattr(config.adapters, name) for name in ADAPTER_NAMES}
     return {name: s for name, s in sections.items() if s is not None and s.enabled}
 
 
-def policy(name: str, section: Any) -> AdapterPolicy:
+def policy(name: str, section: AdapterConfig) -> AdapterPolicy:
     return AdapterPolicy(
         name=name,
         access=section.access,
@@ -83,22 +99,88 @@ def bindings(config: GatewayConfig) -> list[BindingRule]:
     ]
 
 
-AdapterFactory = Callable[[Any, AgentRuntime], Adapter]
+def telegram_settings(section: TelegramConfig) -> TelegramSettings:
+    from adapters.telegram.adapter import TelegramSettings
+
+    return TelegramSettings(
+        token=secret(section.token),
+        base_url=section.base_url,
+        base_file_url=section.base_file_url,
+        mode=section.mode,
+        webhook_secret=secret(section.webhook_secret),
+        webhook_url=section.webhook_url,
+        respond_all=section.respond == "all",
+    )
 
 
-def build_adapter(name: str, section: Any, runtime: AgentRuntime) -> Adapter:
-    """Each adapter module offers ``from_config(section, runtime)``; imported only when
-    enabled so a process without Slack never imports slack-bolt."""
+def discord_settings(section: DiscordConfig) -> DiscordSettings:
+    from adapters.discord.adapter import DiscordSettings
+
+    return DiscordSettings(
+        token=secret(section.token),
+        api_base=section.api_base,
+        gateway_url=section.gateway_url,
+        respond_all=section.respond == "all",
+        access=section.access,
+        allowed_users=frozenset(section.allowed_users),
+    )
+
+
+def slack_settings(section: SlackConfig) -> SlackSettings:
+    from adapters.slack.adapter import DEFAULT_GREETING, SlackSettings
+
+    return SlackSettings(
+        bot_token=secret(section.bot_token),
+        app_token=secret(section.app_token),
+        signing_secret=secret(section.signing_secret),
+        api_url=section.api_url,
+        mode=section.mode,
+        greeting=section.greeting or DEFAULT_GREETING,
+        suggested_prompts=tuple((p.title, p.message) for p in section.suggested_prompts),
+        slash_command=section.slash_command,
+        respond=section.respond,
+    )
+
+
+def webchat_settings(section: WebchatConfig) -> WebchatSettings:
+    from adapters.webchat.adapter import WebchatSettings
+
+    return WebchatSettings(path=section.path, default_agent=section.agent)
+
+
+def build_adapter(name: str, section: AdapterConfig, runtime: AgentRuntime) -> Adapter:
+    """The adapter a section describes. Each adapter module is imported only when its
+    section is enabled, so a process without Slack never imports slack-bolt."""
     try:
-        module = importlib.import_module(f"adapters.{name}.adapter")
+        return _construct(section, runtime)
     except ModuleNotFoundError as exc:
-        if exc.name in (f"adapters.{name}", f"adapters.{name}.adapter"):
+        if exc.name is not None and exc.name.startswith(f"adapters.{name}"):
             raise GatewayError(
                 f"adapters.{name}: this adapter is not available in this build; set enabled = false"
             ) from exc
         raise
-    factory: AdapterFactory = module.from_config
-    return factory(section, runtime)
+
+
+def _construct(section: AdapterConfig, runtime: AgentRuntime) -> Adapter:
+    match section:
+        case TelegramConfig():
+            from adapters.telegram.adapter import TelegramAdapter
+
+            return TelegramAdapter(telegram_settings(section))
+        case DiscordConfig():
+            from adapters.discord.adapter import DiscordAdapter
+
+            return DiscordAdapter(discord_settings(section), storage=runtime.storage)
+        case SlackConfig():
+            from adapters.slack.adapter import SlackAdapter
+
+            return SlackAdapter(slack_settings(section), storage=runtime.storage)
+        case WebchatConfig():
+            from adapters.webchat.adapter import WebchatAdapter
+
+            return WebchatAdapter(webchat_settings(section), runtime)
+        case _:
+            assert_never(section)
 
 
 def collect_secrets(config: GatewayConfig) -> list[str]:

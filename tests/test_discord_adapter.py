@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 
 from adapters.base import ChatTarget
-from adapters.discord import adapter as discord_adapter
 from adapters.discord.adapter import (
     INTENTS_FIX,
     TOKEN_FIX,
     DiscordAdapter,
     DiscordSettings,
-    settings_from,
 )
 from adapters.errors import MessageTooLong, NotAllowed, RateLimited
+from gateway import wiring
 from gateway.app import Gateway
-from gateway.config import GatewayConfig
+from gateway.config import DiscordConfig, GatewayConfig
 from gateway.config_loader import load_config
 from runtime.conversation import Conversation
 from runtime.history import UserEntry
@@ -40,6 +39,7 @@ with warnings.catch_warnings():
 TOKEN = "fake-discord-token"
 EYES = "\N{EYES}"
 FAST = {"identify_delay": 0.0, "guild_ready_timeout": 0.05}
+THREAD_FROM_MESSAGE = r"/channels/\d+/messages/\d+/threads"
 
 
 @dataclass(kw_only=True, slots=True)
@@ -72,7 +72,12 @@ async def world() -> AsyncIterator[World]:
 
 
 def load(
-    tmp_path: Path, fake: FakeDiscord, extra: str = "", *, endpoints: bool = True
+    tmp_path: Path,
+    fake: FakeDiscord,
+    extra: str = "",
+    *,
+    endpoints: bool = True,
+    access: str = 'access = "open"',
 ) -> GatewayConfig:
     """A config with the echo model; ``endpoints=False`` leaves api_base and gateway_url
     at Discord's defaults."""
@@ -98,7 +103,7 @@ model = "m2"
 [adapters.discord]
 token = "${{DISCORD_BOT_TOKEN}}"
 {urls if endpoints else ""}
-access = "open"
+{access}
 edit_interval = 0.05
 {extra}
 """
@@ -108,14 +113,14 @@ edit_interval = 0.05
 
 @pytest.fixture(autouse=True)
 def fast_discord(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The gateway builds the adapter through ``from_config``; only the timings of
+    """The gateway builds the adapter from its config section; only the timings of
     discord.py's hooks are shortened."""
-    original = discord_adapter.settings_from
+    original = wiring.discord_settings
 
-    def fast(section: Any, **overrides: Any) -> DiscordSettings:
-        return original(section, **(FAST | overrides))
+    def fast(section: DiscordConfig) -> DiscordSettings:
+        return dataclasses.replace(original(section), **FAST)
 
-    monkeypatch.setattr(discord_adapter, "settings_from", fast)
+    monkeypatch.setattr(wiring, "discord_settings", fast)
 
 
 @asynccontextmanager
@@ -126,8 +131,9 @@ async def running(
     *,
     connect: bool = True,
     endpoints: bool = True,
+    access: str = 'access = "open"',
 ) -> AsyncIterator[Running]:
-    config = load(tmp_path, fake, extra, endpoints=endpoints)
+    config = load(tmp_path, fake, extra, endpoints=endpoints, access=access)
     provider = ScriptedProvider("main")
     gateway = Gateway(config, providers={"main": provider})
     await gateway.start()
@@ -205,11 +211,15 @@ async def test_default_endpoints_leave_discord_py_settings_alone(
 def test_settings_from_the_section(tmp_path: Path) -> None:
     fake = FakeDiscord()
     config = load(tmp_path, fake, 'respond = "all"')
-    assert settings_from(config.adapters.discord) == DiscordSettings(
+    assert config.adapters.discord is not None
+    assert wiring.discord_settings(config.adapters.discord) == DiscordSettings(
         token=TOKEN,
         api_base=fake.api_base,
         gateway_url=fake.gateway_url,
         respond_all=True,
+        access="open",
+        identify_delay=0.0,  # the autouse fast_discord fixture's timings
+        guild_ready_timeout=0.05,
     )
 
 
@@ -439,6 +449,28 @@ async def test_thread_refused_then_the_answer_is_a_reply_in_the_channel(
         [_, reply] = fake.transcript(general.id)
         assert reply.reply_to == int(asked["id"])
         assert conversation(r, f"discord:channel:{general.id}") is not None
+
+
+async def test_allowlist_refuses_before_any_thread_is_opened_or_claimed(
+    tmp_path: Path, world: World
+) -> None:
+    fake, alice, bob, general = world.fake, world.alice, world.bob, world.general
+    theirs = fake.add_thread(general.id, "bob's thread", owner=bob)
+    access = f'access = "allowlist"\nallowed_users = [{alice.id}]'
+    async with running(tmp_path, fake, access=access) as r:
+        await fake.user_sends(general.id, bob, "let me in", mentions_bot=True)
+        await fake.wait_for(lambda: any(str(bob.id) in c for c in bot_says(fake, general.id)))
+        await fake.user_sends(theirs.id, bob, "and here?", mentions_bot=True)
+        await fake.wait_for(lambda: any(str(bob.id) in c for c in bot_says(fake, theirs.id)))
+        # alice is allowed: her mention opens a thread, so threads do work here
+        hello = await fake.user_sends(general.id, alice, "hello", mentions_bot=True)
+        await fake.wait_for(lambda: bot_says(fake, int(hello["id"])) == ["ok"])
+        [call] = fake.calls_to("POST", THREAD_FROM_MESSAGE)
+        assert f"/messages/{hello['id']}/threads" in call.path
+        assert fake.transcript(general.id)[0].thread_name is None  # bob's message
+        assert await r.gateway.storage.get_binding("discord", str(theirs.id)) is None
+        assert [e.text for e in user_entries(r.provider)] == ["hello"]
+        assert len(r.provider.requests) == 1
 
 
 async def test_bindings_match_guild_and_parent_channel(tmp_path: Path, world: World) -> None:

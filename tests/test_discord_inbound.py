@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from adapters.base import ChatTarget
+from adapters.common.identity import BotIdentity
+from adapters.common.sizes import human_size
 from adapters.discord.inbound import (
     DEFAULT_THREAD_NAME,
-    BotIdentity,
     channel_place,
     clean_text,
     dm_place,
-    human_size,
     interaction_to_inbound,
     is_chat_message,
     is_command,
@@ -108,7 +108,7 @@ def offline() -> Offline:
     return Offline(
         fake=fake,
         state=state,
-        bot=BotIdentity(id=fake.bot.id, name=fake.bot.username),
+        bot=BotIdentity(user_id=str(fake.bot.id), name=fake.bot.username),
         alice=alice,
         bob=bob,
         guild=guild,
@@ -124,12 +124,12 @@ def offline() -> Offline:
 async def test_mention_is_stripped_and_other_mentions_read_as_names(offline: Offline) -> None:
     bob = f"<@{offline.bob.id}>"
     message = await offline.message(
-        offline.general, offline.alice, f"hey <@!{offline.bot.id}> ask {bob} please"
+        offline.general, offline.alice, f"hey <@!{offline.bot.user_id}> ask {bob} please"
     )
-    assert mentions_bot(message, offline.bot.id)
+    assert mentions_bot(message, offline.bot.user_id)
     assert clean_text(message, offline.bot) == "hey   ask @Bob please"
     plain = await offline.message(offline.general, offline.alice, "no mention here")
-    assert not mentions_bot(plain, offline.bot.id)
+    assert not mentions_bot(plain, offline.bot.user_id)
     assert clean_text(plain, offline.bot) == "no mention here"
 
 

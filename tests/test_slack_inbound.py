@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from adapters.common.identity import BotIdentity
 from adapters.slack.inbound import (
-    BotIdentity,
     channel_kind,
     clean_text,
     command_for_bot,

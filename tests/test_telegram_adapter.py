@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,10 +24,11 @@ from adapters.errors import (
     NotAllowed,
     RateLimited,
 )
-from adapters.telegram.adapter import TelegramAdapter, TelegramSettings, settings_from
+from adapters.telegram.adapter import TelegramAdapter, TelegramSettings
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.config_loader import load_config
+from gateway.wiring import telegram_settings
 from runtime.history import UserEntry
 from tests.fakes.scripted_provider import Gate, ScriptedProvider, Text
 from tests.fakes.telegram_api import FakeTelegram
@@ -94,7 +96,9 @@ async def running(
 ) -> AsyncIterator[Running]:
     config = load(tmp_path, fake, extra=extra)
     section = config.adapters.telegram
-    settings = settings_from(section, **({"poll_timeout": 1, "retry_base": 0.01} | overrides))
+    assert section is not None
+    fast = {"poll_timeout": 1, "retry_base": 0.01} | overrides
+    settings = dataclasses.replace(telegram_settings(section), **fast)
     adapter = TelegramAdapter(settings)
     provider = ScriptedProvider("main")
     gateway = Gateway(config, adapters={"telegram": adapter}, providers={"main": provider})
@@ -261,7 +265,17 @@ async def test_commands_menu_start_and_addressee(
     group = fake.group()
     async with running(tmp_path, fake) as r:
         names = [c["command"] for c in fake.commands()]
-        assert names == ["new", "topic", "topics", "title", "stop", "status", "compact", "help"]
+        assert names == [
+            "new",
+            "topic",
+            "topics",
+            "title",
+            "stop",
+            "status",
+            "compact",
+            "tools",
+            "help",
+        ]
         fake.user_sends(chat, alice, "/start")
         await fake.wait_for(lambda: len(texts(fake, chat)) == 1)
         assert texts(fake, chat)[0].startswith("Hello! I am bot.")
@@ -473,11 +487,13 @@ async def test_network_errors_back_off_then_reconnect(
         finally:
             logger.removeHandler(seen)
         retries = [(line, state) for line, state in seen.lines if "getUpdates failed" in line]
-        assert [line.split("retrying in ")[1] for line, _ in retries] == [
-            "0.01s (attempt 1)",
-            "0.02s (attempt 2)",
-            "0.01s (attempt 1)",  # the count starts over after a successful poll
-        ]
+        # the count starts over after a successful poll
+        assert [line.split("(attempt ")[1] for line, _ in retries] == ["1)", "2)", "1)"]
+        delays = [float(line.split("retrying in ")[1].split("s ")[0]) for line, _ in retries]
+        # the shared backoff: base 0.01 doubling, jittered down by at most half (and
+        # logged to two decimals)
+        assert [d <= 0.01 for d in (delays[0], delays[2])] == [True, True]
+        assert 0.01 <= delays[1] <= 0.02
         assert {state for _, state in retries} == {"reconnecting"}
         assert all(fake.token not in line for line, _ in seen.lines)
 

@@ -7,19 +7,24 @@ from typing import Any
 import pytest
 from telegram import Update
 
+from adapters.common.identity import BotIdentity
+from adapters.common.sizes import human_size
 from adapters.telegram.inbound import (
-    BotIdentity,
     Converted,
     address_command,
     convert_update,
-    human_size,
     platform_message_id,
     strip_leading_mention,
 )
 
 JSON = dict[str, Any]
-ME = BotIdentity(id=123456789, username="gateway_test_bot")
-BOT_USER: JSON = {"id": ME.id, "is_bot": True, "first_name": "Gateway", "username": ME.username}
+ME = BotIdentity(user_id="123456789", name="gateway_test_bot")
+BOT_USER: JSON = {
+    "id": int(ME.user_id),
+    "is_bot": True,
+    "first_name": "Gateway",
+    "username": ME.name,
+}
 ALICE: JSON = {"id": 777000001, "is_bot": False, "first_name": "Alice", "last_name": "W"}
 PRIVATE: JSON = {"id": ALICE["id"], "type": "private", "first_name": "Alice"}
 GROUP: JSON = {"id": -4000000001, "type": "group", "title": "Team"}
@@ -65,7 +70,7 @@ def test_private_topic_needs_topics_enabled_on_the_bot() -> None:
     msg = message(PRIVATE, "in a topic", message_thread_id=5, is_topic_message=True)
     plain = converted(msg).message
     assert (plain.scope, plain.topic) == (f"telegram:user:{ALICE['id']}", None)
-    topics = BotIdentity(id=ME.id, username=ME.username, has_topics_enabled=True)
+    topics = BotIdentity(user_id=ME.user_id, name=ME.name, has_topics_enabled=True)
     inbound = converted(msg, me=topics).message
     assert inbound.scope == f"telegram:chat:{PRIVATE['id']}:topic:5"
     assert inbound.topic == f"{PRIVATE['id']}:5"

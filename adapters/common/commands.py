@@ -40,7 +40,6 @@ COMMANDS: Final[Mapping[str, CommandInfo]] = {
         summary="List the tools the agent can use now",
         help="the tools the agent can use now, and its tool servers",
     ),
-    "tools": CommandInfo(summary="List this agent's tools", help="the tools this agent may use"),
     "help": CommandInfo(summary="List the commands", help="this list"),
 }
 # Telegram's greeting command: understood everywhere, listed in no menu.

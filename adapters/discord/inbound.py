@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from adapters.base import ChatTarget, InboundMessage
+from adapters.common.commands import COMMANDS
+from adapters.common.identity import BotIdentity
+from adapters.common.sizes import human_size
 from runtime.history import Image
 
 with warnings.catch_warnings():
@@ -37,25 +40,7 @@ THREAD_TYPES: Final = frozenset(
 _CHAT_TYPES: Final = frozenset({discord.MessageType.default, discord.MessageType.reply})
 _COMMAND: Final = re.compile(r"^/([A-Za-z0-9_]+)(?:@(\S+))?(?=\s|$)(.*)$", re.DOTALL)
 _SPACES: Final = re.compile(r"\s+")
-# Slash commands: (name, description, description of the optional text option).
-SLASH_COMMANDS: Final[tuple[tuple[str, str, str | None], ...]] = (
-    ("new", "Start a fresh conversation", None),
-    ("topic", "Switch to a saved topic, or show the current one", "the topic's name"),
-    ("topics", "List your saved topics", None),
-    ("title", "Show or set this conversation's title", "the new title"),
-    ("stop", "Stop the reply in progress", None),
-    ("status", "Agent, model, topic and token use", None),
-    ("compact", "Summarise older turns to free context", None),
-    ("help", "List the commands", None),
-)
-
 CommandHandler = Callable[["discord.Interaction", str], Awaitable[None]]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BotIdentity:
-    id: int
-    name: str  # the bot's username, as in /command@name
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,17 +105,17 @@ def is_from_bot(message: discord.Message) -> bool:
     return message.author.bot or message.webhook_id is not None
 
 
-def mentions_bot(message: discord.Message, bot_id: int) -> bool:
-    return any(user.id == bot_id for user in message.mentions)
+def mentions_bot(message: discord.Message, bot_id: str) -> bool:
+    return any(str(user.id) == bot_id for user in message.mentions)
 
 
 def clean_text(message: discord.Message, bot: BotIdentity) -> str | None:
     """The text for the agent: the bot's mentions removed, other users' mentions shown as
     ``@name``; a ``/command@bot`` loses its suffix. None when the message is a command
     addressed to another bot."""
-    text = re.sub(rf"<@!?{bot.id}>", " ", message.content)
+    text = re.sub(rf"<@!?{bot.user_id}>", " ", message.content)
     for user in message.mentions:
-        if user.id != bot.id:
+        if str(user.id) != bot.user_id:
             text = re.sub(rf"<@!?{user.id}>", f"@{user.display_name}", text)
     text = text.strip()
     match = _COMMAND.match(text)
@@ -168,14 +153,6 @@ def is_image(attachment: discord.Attachment, max_bytes: int) -> bool:
 def attachment_note(attachment: discord.Attachment) -> str:
     kind = (attachment.content_type or "unknown type").split(";")[0].strip()
     return f"{attachment.filename} ({kind}, {human_size(attachment.size)})"
-
-
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def split_attachments(
@@ -265,7 +242,10 @@ def interaction_to_inbound(interaction: discord.Interaction, text: str) -> Inbou
 def slash_commands(handler: CommandHandler) -> list[app_commands.Command[Any, ..., None]]:
     """The gateway's chat commands as Discord application commands; running one calls
     ``handler`` with the command's text form ("/topic work")."""
-    return [_slash_command(name, text, option, handler) for name, text, option in SLASH_COMMANDS]
+    return [
+        _slash_command(name, info.summary, info.argument, handler)
+        for name, info in COMMANDS.items()
+    ]
 
 
 def _slash_command(

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from adapters.base import ChatTarget, InboundMessage
+from adapters.common.commands import COMMANDS
+from adapters.common.identity import BotIdentity
+from adapters.common.sizes import human_size
 from runtime.history import Image
 
 PLATFORM = "slack"
@@ -29,21 +32,9 @@ ChannelKind = Literal["im", "channel", "group"]
 _USER_SUBTYPES = frozenset({None, "file_share", "me_message", "thread_broadcast"})
 _BOT_SUBTYPES = frozenset({"bot_message", "bot_add", "bot_remove"})
 # Sub-commands the slash command forwards as chat commands (the gateway's command set).
-SLASH_SUBCOMMANDS = frozenset(
-    {"new", "topic", "topics", "title", "stop", "status", "compact", "help"}
-)
+SLASH_SUBCOMMANDS = frozenset(COMMANDS)
 _LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
 _COMMAND_ADDRESSEE = re.compile(r"^/([A-Za-z_]+)@(\S+)")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BotIdentity:
-    """What ``auth.test`` says about the bot."""
-
-    team_id: str
-    user_id: str
-    bot_id: str
-    name: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -58,7 +49,7 @@ class SlackFile:
         return self.mimetype.startswith("image/") and bool(self.url)
 
     def note(self) -> str:
-        return f"{self.name} ({self.mimetype or 'unknown type'}, {self.size} bytes)"
+        return f"{self.name} ({self.mimetype or 'unknown type'}, {human_size(self.size)})"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -11,7 +11,6 @@ bot even when the bot opened the topic.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -19,22 +18,11 @@ from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 
 from adapters.base import ChatTarget, InboundMessage
+from adapters.common.commands import is_command_name
+from adapters.common.identity import BotIdentity
+from adapters.common.sizes import human_size
 
 PLATFORM: Final = "telegram"
-# The gateway's chat commands (and Telegram's /start), with the short descriptions shown
-# in Telegram's command menu. Mirrors the gateway's command list, which adapters may not
-# import.
-BOT_COMMANDS: Final[Mapping[str, str]] = {
-    "new": "Start a fresh conversation",
-    "topic": "Switch to a saved topic: /topic NAME",
-    "topics": "List your saved topics",
-    "title": "Show or set this conversation's title",
-    "stop": "Stop the reply in progress",
-    "status": "Agent, model, topic and token use",
-    "compact": "Summarise older turns to free context",
-    "help": "List the commands",
-}
-_GREETING: Final = "start"
 _COMMAND: Final = re.compile(r"^/([A-Za-z0-9_]+)(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)$", re.DOTALL)
 # Media that carry no text for the model: (attribute, label in the note).
 _OTHER_MEDIA: Final = (
@@ -44,15 +32,6 @@ _OTHER_MEDIA: Final = (
     ("voice", "voice message"),
     ("video_note", "video message"),
 )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class BotIdentity:
-    """What getMe said about the bot."""
-
-    id: int
-    username: str
-    has_topics_enabled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,7 +67,7 @@ def convert_message(message: Message, me: BotIdentity, *, edited: bool) -> Conve
     downloads, notes = media_of(message)
     if not raw_text and not downloads and not notes:
         return None  # a service message (topic created, member joined...)
-    text, for_us = address_command(raw_text, me.username)
+    text, for_us = address_command(raw_text, me.name)
     if text is None:
         return None  # a command for another bot
     chat = message.chat
@@ -106,7 +85,7 @@ def convert_message(message: Message, me: BotIdentity, *, edited: bool) -> Conve
     inbound = InboundMessage(
         platform=PLATFORM,
         message_id=message_key(message, edited=edited),
-        text=text if private else strip_leading_mention(text, me.username),
+        text=text if private else strip_leading_mention(text, me.name),
         user_id=str(user.id),
         user_name=user.full_name or user.username or str(user.id),
         scope=scope,
@@ -145,8 +124,7 @@ def address_command(text: str, username: str) -> tuple[str | None, bool]:
         return text, False
     name, addressee, rest = match.groups()
     if addressee is None:
-        known = name.lower() in BOT_COMMANDS or name.lower() == _GREETING
-        return text, known
+        return text, is_command_name(name)
     if addressee.lower() != username.lower():
         return None, False
     return f"/{name}{rest}", True
@@ -159,18 +137,22 @@ def _entities(message: Message) -> dict[MessageEntity, str]:
 
 
 def mentions_bot(message: Message, me: BotIdentity) -> bool:
-    handle = f"@{me.username}".lower()
+    handle = f"@{me.name}".lower()
     for entity, text in _entities(message).items():
         if entity.type == MessageEntity.MENTION and text.lower() == handle:
             return True
-        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == me.id:
+        if (
+            entity.type == MessageEntity.TEXT_MENTION
+            and entity.user
+            and str(entity.user.id) == me.user_id
+        ):
             return True
     return False
 
 
 def replies_to_bot(message: Message, me: BotIdentity) -> bool:
     reply = message.reply_to_message
-    if reply is None or reply.from_user is None or reply.from_user.id != me.id:
+    if reply is None or reply.from_user is None or str(reply.from_user.id) != me.user_id:
         return False
     if reply.forum_topic_created is not None:
         return False
@@ -250,13 +232,3 @@ def _other_media_notes(message: Message) -> list[str]:
     if message.poll is not None:
         notes.append(f"poll: {message.poll.question}")
     return notes
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "size unknown"
-    if size < 1024:
-        return f"{size} bytes"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
