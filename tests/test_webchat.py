@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.webchat.adapter import client_of, inbound_message, scope_of
 from adapters.webchat.greeting import agent_card, greeting_text
+from adapters.webchat.inbound import client_of, inbound_message, scope_of
 from adapters.webchat.markdown import render_markdown
 from gateway.app import Gateway
 from gateway.config_loader import load_config
