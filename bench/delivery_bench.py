@@ -5,7 +5,9 @@ the gateway's renderer to an in-memory platform with Telegram's 4096-character l
 and a 1-second edit interval. Prints: edits made, the most edits in any one-second
 window in the chat (target <= 1), characters on screen vs characters of the reply
 (must match), and the renderer's CPU time per reply (CPU of a run with the renderer
-minus the same run without it).
+minus the same run without it). Also prints what the text layer costs per edit: the
+whole 10,000-character reply split for Telegram (each chunk rendered to HTML and
+measured in UTF-16 code units), and the same for 2,100 emoji outside the BMP.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.text.chunking import split_message
+from adapters.text.telegram_html import utf16_len
 from gateway.delivery import DeliveryOptions
 from gateway.pipeline import Pipeline
 from gateway.policy import AdapterPolicy
@@ -26,6 +31,7 @@ from runtime.providers.base import ModelRequest, ProviderEvent, TextChunk, Usage
 from runtime.tools import ToolRegistry
 from tests.fakes.memory_adapter import MemoryAdapter
 from tests.pipeline_helpers import dm
+from tests.runtime_helpers import wait_for
 
 REPLY_CHARS = 10_000
 TOKENS_PER_SECOND = 50
@@ -103,6 +109,7 @@ async def one_reply(rate: float, *, render: bool) -> tuple[MemoryAdapter, float,
     await adapter.connected()
     cpu = time.process_time()
     await adapter.deliver(dm("go"))
+    await wait_for(lambda: bool(runtime.active_runs()))  # the chat's lane starts it
     [run] = runtime.active_runs()
     await run.wait()
     await pipeline.drain(grace=30)
@@ -127,7 +134,33 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
     return best
 
 
+def text_layer_cost(text: str, repeat: int = 20) -> tuple[float, list[str]]:
+    """Milliseconds to split ``text`` for Telegram and render every chunk, as one
+    flush of the renderer does, and the rendered chunks."""
+    fmt = TelegramAdapter.text_format
+    start = time.perf_counter()
+    for _ in range(repeat):
+        chunks = split_message(text, fmt.limit, lambda md: fmt.measure(fmt.render(md)))
+        rendered = [fmt.render(chunk) for chunk in chunks]
+    return (time.perf_counter() - start) * 1000 / repeat, rendered
+
+
+def print_text_layer() -> None:
+    for label, text in (
+        ("10,000-char reply", "".join(make_reply())),
+        ("2,100 emoji", "\U0001f600" * 2100),
+    ):
+        ms, rendered = text_layer_cost(text)
+        longest = max(TelegramAdapter.text_format.measure(r) for r in rendered)
+        print(
+            f"telegram split+render of the {label}: {ms:.1f} ms per flush, "
+            f"{len(rendered)} messages, longest {longest} UTF-16 units (limit 4096), "
+            f"source {utf16_len(text)} units"
+        )
+
+
 async def main(rate: float) -> None:
+    print_text_layer()
     seconds = REPLY_CHARS / 4 / rate
     print(f"streaming {REPLY_CHARS} characters at {rate:g} tokens/s (~{seconds:.0f} s each run)")
     adapter, cpu_with, reply = await one_reply(rate, render=True)
