@@ -12,6 +12,7 @@ from runtime.history import (
     AssistantEntry,
     CompactMarker,
     Speaker,
+    StoredEntry,
     SummaryEntry,
     ToolCall,
     ToolResultEntry,
@@ -35,7 +36,7 @@ async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
 
 def test_visible_turns_leave_out_tool_traffic_and_markers() -> None:
     call = ToolCall(id="c1", name="get_time", arguments="{}")
-    entries = [
+    entries: list[StoredEntry] = [
         UserEntry(text="what time is it?", speaker=Speaker(name="Ann", id="webchat:a")),
         AssistantEntry(tool_calls=(call,)),
         ToolResultEntry(call_id="c1", name="get_time", content="12:00"),

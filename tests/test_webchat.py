@@ -385,7 +385,7 @@ async def test_greeting_names_agent_model_and_the_echo_fix() -> None:
 
 
 def is_history(frame: Frame) -> bool:
-    return frame["type"] == "history"
+    return bool(frame["type"] == "history")
 
 
 def turn_texts(frame: Frame) -> list[tuple[str, str]]:
