@@ -32,13 +32,15 @@ ANSWERS = {
 }
 
 
-def outcome_text(event: ApprovalResolved, tool: str) -> str:
+def outcome_text(event: ApprovalResolved, tool: str, name: str | None = None) -> str:
+    """The question's replacement. ``name``: the decider's display name, if known."""
     if event.outcome == "timeout":
         return f"{tool}: no answer in time, denied."
     if event.outcome == "cancelled":
         return f"{tool}: stopped before an answer."
     verdict = "approved" if event.approved else "denied"
-    return f"{tool}: {verdict}" + (f" by {event.by.split(':', 1)[-1]}." if event.by else ".")
+    who = name or (event.by.split(":", 1)[-1] if event.by else "")
+    return f"{tool}: {verdict}" + (f" by {who}." if who else ".")
 
 
 class ApprovalPresenter:
@@ -46,6 +48,7 @@ class ApprovalPresenter:
         self._runtime = runtime
         self._budgets = budgets
         self.tasks: set[asyncio.Task[None]] = set()
+        self._deciders: dict[str, str] = {}  # request id -> display name of who decided
 
     def watch(self, run: Run, adapter: Adapter, target: ChatTarget) -> None:
         task = asyncio.create_task(self._follow(run, adapter, target), name="approvals")
@@ -63,7 +66,8 @@ class ApprovalPresenter:
                 elif isinstance(event, ApprovalResolved) and event.request_id in asked:
                     sent, tool = asked.pop(event.request_id)
                     if sent is not None:
-                        await self._settle(adapter, sent, outcome_text(event, tool))
+                        name = self._deciders.pop(event.request_id, None)
+                        await self._settle(adapter, sent, outcome_text(event, tool, name))
             except DeliveryError as exc:
                 log.warning("approval message in %s failed: %s", target.budget_key, exc)
 
@@ -96,6 +100,8 @@ class ApprovalPresenter:
     async def decide(self, decision: ApprovalDecision) -> str:
         by = f"{decision.platform}:{decision.user_id}"
         outcome = self._runtime.decide(decision.request_id, decision.approved, by)
+        if outcome in ("approved", "denied") and decision.user_name:
+            self._deciders[decision.request_id] = decision.user_name
         if outcome == "not_owner":
             log.info("approval %s: %s is not the owner", decision.request_id, by)
         return ANSWERS[outcome]

@@ -73,7 +73,12 @@ class Rig:
         return [e for e in last.messages if isinstance(e, ToolResultEntry)]
 
     async def idle(self) -> None:
-        await wait_for(lambda: not self.runtime.active_runs() and not self.pipeline.renderers)
+        pipeline = self.pipeline
+        await wait_for(
+            lambda: (
+                not (self.runtime.active_runs() or pipeline.renderers or pipeline.approvals.tasks)
+            )
+        )
 
 
 @asynccontextmanager

@@ -106,7 +106,8 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             assert gateway.server is not None
             ws = await session.ws_connect(f"{gateway.server.url}/ws")
             opened = Page(ws, client_id)
-            await ws.send_json({"type": "hello", "client_id": client_id, "agent": "bot"})
+            hello = {"type": "hello", "client_id": client_id, "name": client_id, "agent": "bot"}
+            await ws.send_json(hello)
             await opened.expect(lambda f: f["type"] == "welcome")
             return opened
 

@@ -663,6 +663,7 @@ class FakeTelegram:
         self._drops: defaultdict[str, int] = defaultdict(int)
         self._files: dict[str, _StoredFile] = {}
         self._webhook: _Webhook | None = None
+        self._callback_answers: dict[str, JSON] = {}
         self._commands: dict[tuple[str, str], list[JSON]] = {}
         self._admin = self.make_user("Admin", username="group_admin")
         self._methods = self._method_table()
@@ -689,6 +690,7 @@ class FakeTelegram:
             "getfile": self._get_file,
             "sendphoto": self._send_photo,
             "senddocument": self._send_document,
+            "answercallbackquery": self._answer_callback_query,
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -863,6 +865,48 @@ class FakeTelegram:
         message = self._post(state, user, thread_id=thread_id, reply_to=target, content=content)
         self._queue({"message": message})
         return copy.deepcopy(message)
+
+    def user_presses(self, chat: int, user: JSON, message_id: int, data: str) -> str:
+        """Queue the ``callback_query`` a press on an inline button of one of the bot's
+        messages produces; returns the query id (see ``callback_answers``)."""
+        message = self._state(chat).live(message_id)
+        if message is None:
+            raise ValueError(f"no message {message_id} in chat {chat}")
+        buttons = [
+            b.get("callback_data")
+            for row in (message.get("reply_markup") or {}).get("inline_keyboard", [])
+            for b in row
+        ]
+        if data not in buttons:
+            raise ValueError(f"message {message_id} has no button with data {data!r}")
+        query_id = str(next(self._update_ids))
+        query = {
+            "id": query_id,
+            "from": copy.deepcopy(user),
+            "message": copy.deepcopy(message),
+            "chat_instance": str(chat),
+            "data": data,
+        }
+        self._queue({"callback_query": query})
+        return query_id
+
+    @property
+    def callback_answers(self) -> dict[str, JSON]:
+        """answerCallbackQuery calls by query id: what the presser saw (a toast/alert)."""
+        return self._callback_answers
+
+    async def _answer_callback_query(self, params: _Params) -> bool:
+        query_id = params.text("callback_query_id")
+        if not query_id:
+            raise bad_request(
+                "query is too old and response timeout expired or query ID is invalid"
+            )
+        self._callback_answers[query_id] = {
+            "text": params.text("text") or "",
+            "show_alert": params.flag("show_alert"),
+        }
+        self._notify()
+        return True
 
     def user_edits(
         self, chat: int, message_id: int, text: str, *, entities: list[JSON] | None = None

@@ -1,0 +1,156 @@
+"""Approval on Telegram end to end: a real Gateway and python-telegram-bot against the
+fake Bot API; the question carries an inline keyboard and a press arrives as a
+``callback_query`` through getUpdates, answered with a toast for the presser."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.telegram.adapter import TelegramAdapter
+from gateway.app import Gateway
+from gateway.config_loader import load_config
+from gateway.wiring import telegram_settings
+from runtime.history import ToolResultEntry
+from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
+from tests.fakes.telegram_api import FakeTelegram
+from tests.runtime_helpers import wait_for
+
+JSON = dict[str, Any]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, fake: FakeTelegram, approval_timeout: float = 30
+) -> AsyncIterator[ScriptedProvider]:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""
+default_agent = "bot"
+shutdown_grace = 1
+
+[server]
+port = 0
+
+[storage]
+path = "{tmp_path / "gateway.db"}"
+
+[providers.main]
+kind = "echo"
+
+[agents.bot]
+provider = "main"
+model = "echo"
+approve = ["get_time"]
+approval_timeout = {approval_timeout}
+
+[adapters.telegram]
+token = "${{TELEGRAM_BOT_TOKEN}}"
+base_url = "{fake.base_url}"
+base_file_url = "{fake.base_file_url}"
+access = "open"
+edit_interval = 0.05
+""",
+        encoding="utf-8",
+    )
+    config = load_config(path, {"TELEGRAM_BOT_TOKEN": fake.token})
+    section = config.adapters.telegram
+    assert section is not None
+    settings = dataclasses.replace(telegram_settings(section), poll_timeout=1, retry_base=0.01)
+    adapter = TelegramAdapter(settings)
+    provider = ScriptedProvider("main")
+    gateway = Gateway(config, adapters={"telegram": adapter}, providers={"main": provider})
+    await gateway.start()
+    try:
+        await wait_for(lambda: adapter.state == "connected")
+        yield provider
+    finally:
+        await gateway.stop()
+
+
+def question(fake: FakeTelegram, chat: int) -> JSON | None:
+    for sent in fake.sent_messages(chat):
+        message = fake.message(chat, sent.message_id)
+        if message is not None and "wants to run" in message["text"]:
+            return message
+    return None
+
+
+def buttons(message: JSON) -> list[tuple[str, str]]:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
+    return [(b["text"], b["callback_data"]) for row in rows for b in row]
+
+
+def edited(fake: FakeTelegram, chat: int, message_id: int) -> JSON | None:
+    message = fake.message(chat, message_id)
+    return message if message is not None and "edit_date" in message else None
+
+
+def last_result(provider: ScriptedProvider) -> ToolResultEntry:
+    entries = [e for e in provider.requests[-1].messages if isinstance(e, ToolResultEntry)]
+    return entries[-1]
+
+
+async def test_inline_keyboard_only_the_owner_decides(tmp_path: Path, fake: FakeTelegram) -> None:
+    alice, bob = fake.make_user("Alice"), fake.make_user("Bob")
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as provider:
+        provider.script(Call("get_time", '{"timezone": "UTC"}'))
+        provider.script(Text("Here is the time."))
+        fake.user_sends(chat, alice, "what time is it?")
+        asked = await fake.wait_for(lambda: question(fake, chat))
+        assert asked["text"] == (
+            'The agent wants to run get_time with {"timezone": "UTC"}. Allow it?'
+        )
+        (approve_label, approve), (deny_label, _) = buttons(asked)
+        assert (approve_label, deny_label) == ("Approve", "Deny")
+        refused = fake.user_presses(chat, bob, asked["message_id"], approve)
+        await fake.wait_for(lambda: refused in fake.callback_answers)
+        assert fake.callback_answers[refused]["text"].startswith("Only the person")
+        accepted = fake.user_presses(chat, alice, asked["message_id"], approve)
+        await fake.wait_for(lambda: accepted in fake.callback_answers)
+        assert fake.callback_answers[accepted]["text"] == "Approved."
+        await fake.wait_for(
+            lambda: "Here is the time." in [m.text for m in fake.sent_messages(chat)]
+        )
+        settled = await fake.wait_for(lambda: edited(fake, chat, asked["message_id"]))
+        assert settled["text"] == "get_time: approved by Alice."
+        assert "reply_markup" not in settled  # the keyboard is gone
+        result = last_result(provider)
+        assert not result.is_error
+        assert result.content.endswith("+00:00")
+
+
+async def test_no_press_before_the_timeout_is_a_denial(tmp_path: Path, fake: FakeTelegram) -> None:
+    alice = fake.make_user("Alice")
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake, approval_timeout=0.3) as provider:
+        provider.script(Call("get_time"))
+        provider.script(Text("No time for you."))
+        fake.user_sends(chat, alice, "time?")
+        asked = await fake.wait_for(lambda: question(fake, chat))
+        await fake.wait_for(
+            lambda: (
+                (fake.message(chat, asked["message_id"]) or {}).get("text")
+                == "get_time: no answer in time, denied."
+            )
+        )
+        await wait_for(lambda: len(provider.requests) == 2)
+        result = last_result(provider)
+        assert result.is_error
+        assert "nobody approved 'get_time' within 0.3 seconds" in result.content
