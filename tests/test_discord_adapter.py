@@ -15,12 +15,8 @@ import pytest
 from aiohttp import web
 
 from adapters.base import ChatTarget
-from adapters.discord.adapter import (
-    INTENTS_FIX,
-    TOKEN_FIX,
-    DiscordAdapter,
-    DiscordSettings,
-)
+from adapters.discord.adapter import DiscordAdapter, DiscordSettings
+from adapters.discord.client import INTENTS_FIX, TOKEN_FIX
 from adapters.errors import MessageTooLong, NotAllowed, RateLimited
 from gateway import wiring
 from gateway.app import Gateway
@@ -38,7 +34,6 @@ with warnings.catch_warnings():
 
 TOKEN = "fake-discord-token"
 EYES = "\N{EYES}"
-FAST = {"identify_delay": 0.0, "guild_ready_timeout": 0.05}
 THREAD_FROM_MESSAGE = r"/channels/\d+/messages/\d+/threads"
 
 
@@ -118,7 +113,7 @@ def fast_discord(monkeypatch: pytest.MonkeyPatch) -> None:
     original = wiring.discord_settings
 
     def fast(section: DiscordConfig) -> DiscordSettings:
-        return dataclasses.replace(original(section), **FAST)
+        return dataclasses.replace(original(section), identify_delay=0.0, guild_ready_timeout=0.05)
 
     monkeypatch.setattr(wiring, "discord_settings", fast)
 

@@ -1,17 +1,17 @@
 """The Discord adapter (discord.py's ``Client`` with an app-command tree).
 
-How the pieces interact. ``run`` builds a fresh ``_Client`` per attempt, points discord.py
-at the configured REST base and gateway, and serves ``client.start`` until cancelled;
-discord.py itself resumes and reconnects with backoff, and its ready / resumed /
-disconnect events drive ``state``. discord.py runs every event handler as its own task,
-so each handler first takes its channel's lane (a FIFO lock) to keep a channel's
-messages in order. A guild message that addresses the bot (or any, with respond =
-"all") gets a public thread created from it; the thread is then owned (in memory and in
+How the pieces interact. ``run`` builds a fresh ``AdapterClient`` (``discord/client.py``)
+per attempt, points discord.py at the configured REST base and gateway, and serves
+``client.start`` until cancelled; discord.py itself resumes and reconnects with backoff,
+and its ready / resumed / disconnect events drive ``state``. Each message is handed to
+the gateway, whose per-chat lanes keep a channel's messages in order. A guild message
+that addresses the bot (or any, with respond = "all") from a user the access policy
+allows gets a public thread created from it; the thread is then owned (in memory and in
 storage, so after a restart too) and later messages there need no mention.
 ``discord_inbound`` does the pure conversion. Slash commands are deferred at once and
 forwarded as text; the pipeline's reply becomes the deferred response (``send`` looks
 for ``extra['interaction']``). Library exceptions become ``adapters.errors`` in
-``_delivery_errors`` and in ``run`` only.
+``client.delivery_errors`` and in ``run`` only.
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ import base64
 import dataclasses
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import aiohttp
-import yarl
 from aiohttp import web
 
 from adapters.base import (
@@ -44,6 +42,13 @@ from adapters.common.endpoints import DISCORD_API_BASE, DISCORD_GATEWAY_URL
 from adapters.common.identity import BotIdentity
 from adapters.common.memory import ThreadOwnership
 from adapters.common.sizes import MAX_DOWNLOAD
+from adapters.discord.client import (
+    INTENTS_FIX,
+    TOKEN_FIX,
+    AdapterClient,
+    delivery_errors,
+    endpoints,
+)
 from adapters.discord.inbound import (
     PLATFORM,
     Place,
@@ -56,7 +61,6 @@ from adapters.discord.inbound import (
     is_command,
     is_from_bot,
     mentions_bot,
-    slash_commands,
     split_attachments,
     thread_name,
     thread_place,
@@ -66,9 +70,6 @@ from adapters.errors import (
     ConnectionLost,
     CredentialsRejected,
     DeliveryError,
-    MessageTooLong,
-    NotAllowed,
-    RateLimited,
 )
 from adapters.text.discord_md import to_discord
 from adapters.text.format import TextFormat
@@ -89,14 +90,6 @@ MAX_TEXT: Final = 2000
 NO_REPLY: Final = "(no reply)"
 INTERACTION_SILENCE: Final = 60.0
 """Seconds after which a slash command the gateway did not answer is closed."""
-TOKEN_FIX: Final = (
-    "Discord refused the bot token: set DISCORD_BOT_TOKEN (adapters.discord.token) to the "
-    "token from the Discord developer portal (Bot > Reset Token)"
-)
-INTENTS_FIX: Final = (
-    "Discord refused the gateway intents: enable the Message Content Intent for the bot in "
-    "the Discord developer portal (Bot > Privileged Gateway Intents)"
-)
 _OWNED_REMEMBERED: Final = 100_000
 
 
@@ -119,99 +112,6 @@ class DiscordSettings:
         return self.access == "open" or user_id in self.allowed_users
 
 
-def gateway_intents() -> discord.Intents:
-    intents = discord.Intents.none()
-    intents.guilds = intents.guild_messages = intents.dm_messages = True
-    intents.message_content = True
-    return intents
-
-
-@contextmanager
-def _delivery_errors(action: str) -> Iterator[None]:
-    """The one place discord.py's exceptions become ``adapters.errors``."""
-    try:
-        yield
-    except discord.RateLimited as exc:
-        raise RateLimited(exc.retry_after) from exc
-    except discord.Forbidden as exc:
-        raise NotAllowed(f"Discord did not allow {action}: {exc.text or exc.status}") from exc
-    except discord.HTTPException as exc:
-        if exc.status == 429:
-            raise RateLimited(_retry_after(exc)) from exc
-        if exc.code == 50035 and "length" in exc.text.lower():
-            raise MessageTooLong(f"Discord refused {action}: {exc.text}") from exc
-        raise DeliveryError(f"Discord refused {action}: {exc.status} ({exc.code})") from exc
-    except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise DeliveryError(f"{action} failed on Discord: {type(exc).__name__}") from exc
-
-
-def _retry_after(exc: discord.HTTPException) -> float:
-    headers = getattr(exc.response, "headers", None) or {}
-    for name in ("X-RateLimit-Reset-After", "Retry-After"):
-        try:
-            return float(headers[name])
-        except (KeyError, ValueError):
-            continue
-    return 1.0
-
-
-@contextmanager
-def _endpoints(settings: DiscordSettings) -> Iterator[None]:
-    """Point discord.py (class attributes, so process-wide) at the configured servers,
-    only when they differ from Discord's own; restore the previous values after."""
-    route, socket = discord.http.Route, discord.gateway.DiscordWebSocket
-    saved = route.BASE, socket.DEFAULT_GATEWAY
-    if settings.api_base.rstrip("/") != DISCORD_API_BASE:
-        route.BASE = settings.api_base.rstrip("/")
-    if settings.gateway_url.rstrip("/") != DISCORD_GATEWAY_URL:
-        socket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
-    try:
-        yield
-    finally:
-        route.BASE, socket.DEFAULT_GATEWAY = saved
-
-
-class _Client(discord.Client):
-    """discord.py's client with its events and hooks routed to the adapter."""
-
-    def __init__(self, adapter: DiscordAdapter, settings: DiscordSettings) -> None:
-        super().__init__(
-            intents=gateway_intents(),
-            guild_ready_timeout=settings.guild_ready_timeout,
-            max_ratelimit_timeout=settings.max_ratelimit_timeout,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        self._adapter = adapter
-        self._identify_delay = settings.identify_delay
-        self.tree: app_commands.CommandTree[_Client] = app_commands.CommandTree(self)
-        for command in slash_commands(adapter.on_command):
-            self.tree.add_command(command)
-
-    async def setup_hook(self) -> None:
-        await self._adapter.sync_commands(self.tree)
-
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        if not initial:
-            await asyncio.sleep(self._identify_delay)
-
-    async def on_ready(self) -> None:
-        self._adapter.connected(self)
-
-    async def on_resumed(self) -> None:
-        self._adapter.connected(self)
-
-    async def on_disconnect(self) -> None:
-        self._adapter.disconnected()
-
-    async def on_message(self, message: discord.Message) -> None:
-        await self._adapter.on_message(message)
-
-    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
-        # Every streamed edit of our own replies comes back here: skip bots' edits early.
-        if before.content != after.content and not is_from_bot(after):
-            await self._adapter.on_message(after, edited=True)
-
-
 class DiscordAdapter(StatusReporting):
     name = PLATFORM
     text_format = TextFormat(limit=MAX_TEXT, markup=to_discord)
@@ -220,7 +120,7 @@ class DiscordAdapter(StatusReporting):
         self._settings = settings
         self._storage = storage
         self._connection = StatusTracker("discord")
-        self._client: _Client | None = None
+        self._client: AdapterClient | None = None
         self._sink: InboundSink | None = None
         self._threads = ThreadOwnership(PLATFORM, storage, size=_OWNED_REMEMBERED)
         self._interactions: dict[str, discord.Interaction] = {}
@@ -235,11 +135,11 @@ class DiscordAdapter(StatusReporting):
             self._connection.set("failed", TOKEN_FIX)
             raise CredentialsRejected(TOKEN_FIX)
         self._connection.set("starting", "logging in")
-        client = _Client(self, self._settings)
+        client = AdapterClient(self, self._settings)
         self._client = client
         next_state: AdapterState = "stopped"
         try:
-            with _endpoints(self._settings):
+            with endpoints(self._settings):
                 await self._serve(client)
         except CredentialsRejected as exc:
             next_state = "failed"
@@ -255,7 +155,7 @@ class DiscordAdapter(StatusReporting):
                 next_state, self._connection.detail if next_state == "failed" else ""
             )
 
-    async def _serve(self, client: _Client) -> None:
+    async def _serve(self, client: AdapterClient) -> None:
         try:
             await client.start(self._settings.token, reconnect=True)
         except discord.LoginFailure as exc:
@@ -276,7 +176,7 @@ class DiscordAdapter(StatusReporting):
         if self._connection.state == "connected":
             self._connection.set("reconnecting", "gateway connection lost; discord.py is resuming")
 
-    async def sync_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
+    async def sync_commands(self, tree: app_commands.CommandTree[AdapterClient]) -> None:
         """Register the slash commands once per process; a failure is not fatal."""
         if self._commands_synced:
             return
@@ -435,7 +335,7 @@ class DiscordAdapter(StatusReporting):
     async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
         key = target.extra.get("interaction", "")
         interaction = self._interactions.get(key)
-        with _delivery_errors("sending a message"):
+        with delivery_errors("sending a message"):
             if interaction is not None:  # kept until answered, so a retry answers it too
                 try:
                     sent = await interaction.edit_original_response(content=text)
@@ -454,25 +354,25 @@ class DiscordAdapter(StatusReporting):
         return SentMessage(target=target, message_id=str(message.id))
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
-        with _delivery_errors("editing a message"):
+        with delivery_errors("editing a message"):
             channel = self._messageable(message.target.chat_id)
             await channel.get_partial_message(int(message.message_id)).edit(content=text)
 
     async def delete(self, message: SentMessage) -> None:
-        with _delivery_errors("deleting a message"):
+        with delivery_errors("deleting a message"):
             channel = self._messageable(message.target.chat_id)
             await channel.get_partial_message(int(message.message_id)).delete()
 
     async def typing(self, target: ChatTarget, active: bool) -> None:
         if not active:
             return  # Discord's indicator lapses on its own (or with the next message)
-        with _delivery_errors("showing typing"):
+        with delivery_errors("showing typing"):
             await self._messageable(target.chat_id).typing()
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
         channel_id = target.extra.get("message_channel", target.chat_id)
         raw_id = int(message_id.split(":", 1)[0])  # an edit's id carries a suffix
-        with _delivery_errors("adding a reaction"):
+        with delivery_errors("adding a reaction"):
             await self._messageable(channel_id).get_partial_message(raw_id).add_reaction(emoji)
 
     async def rename(self, target: ChatTarget, title: str) -> None:
@@ -482,7 +382,7 @@ class DiscordAdapter(StatusReporting):
         client = self._client
         if client is None:
             raise DeliveryError("Discord is not connected")
-        with _delivery_errors("renaming a thread"):
+        with delivery_errors("renaming a thread"):
             thread_id = int(target.thread_id)
             channel = client.get_channel(thread_id) or await client.fetch_channel(thread_id)
             if isinstance(channel, discord.Thread) and channel.name != name:
