@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ class HttpServer:
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/metrics", self._metrics_page)
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: web.BaseSite | None = None
 
     def add_routes(self, routes: Sequence[web.RouteDef]) -> None:
         self.app.router.add_routes(routes)
@@ -45,10 +46,15 @@ class HttpServer:
     def url(self) -> str:
         return f"http://{self._host}:{self.port}"
 
-    async def start(self) -> None:
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Serve on ``sock`` if given (bound early, see `gateway.startup`), else bind now."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self._host, self._port)
+        self._site = (
+            web.SockSite(self._runner, sock)
+            if sock is not None
+            else web.TCPSite(self._runner, self._host, self._port)
+        )
         await self._site.start()
         log.info("HTTP server listening on %s", self.url)
 
