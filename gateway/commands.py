@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from adapters.base import InboundMessage
 from adapters.common.commands import COMMANDS, is_command_name
 from gateway.policy import AdapterPolicy
+from gateway.tools_command import tools_text
 from runtime.agent_runtime import AgentRuntime
 from runtime.errors import AgentRuntimeError
 
@@ -131,6 +132,9 @@ class CommandHandler:
             f"{st.completion_tokens} completion (last prompt {st.last_prompt_tokens})",
         ]
         return "\n".join(lines)
+
+    async def _cmd_tools(self, arg: str, ctx: CommandContext) -> str:
+        return tools_text(self._runtime.agents.get(ctx.agent))
 
     async def _cmd_compact(self, arg: str, ctx: CommandContext) -> str:
         conv = await self._runtime.conversation_for(

@@ -141,6 +141,34 @@ class ProviderConfig(Section):
         return filled
 
 
+class McpServerConfig(Section):
+    """One ``[[agents.NAME.mcp]]`` entry: a stdio server (``command``) or a
+    streamable-HTTP one (``url``); its tools are offered as ``name__tool``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    command: OptionalText = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: OptionalText = None
+    url: OptionalText = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    approve: bool | list[str] = False
+    timeout: float = Field(60.0, gt=0)
+    connect_timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(
+                "set command (a stdio server) or url (a streamable-HTTP server), not both"
+            )
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return self
+
+
 class AgentConfig(Section):
     """``system_prompt`` holds the prompt text once loaded, read from the file if given."""
 
@@ -153,6 +181,24 @@ class AgentConfig(Section):
     title_model: OptionalText = None
     compact_threshold: int | None = Field(None, gt=0)
     compact_retained_turns: int = Field(2, ge=1)
+    mcp: list[McpServerConfig] = Field(default_factory=list)
+    approve: list[str] = Field(default_factory=list)  # tool names needing approval
+    tool_timeout: float = Field(60.0, gt=0)
+    approval_timeout: float = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _mcp_names(self) -> AgentConfig:
+        names = [server.name for server in self.mcp]
+        if len(set(names)) != len(names):
+            raise ValueError("mcp: each server needs its own name (tools are named NAME__tool)")
+        for tool in self.approve:
+            server = tool.split("__", 1)[0] if "__" in tool else None
+            if tool not in self.tools and server not in names:
+                raise ValueError(
+                    f"approve: {tool!r} is neither one of this agent's tools nor "
+                    "SERVER__tool for one of its mcp servers"
+                )
+        return self
 
 
 class AdapterBase(Section):

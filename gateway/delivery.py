@@ -27,6 +27,8 @@ from gateway.budget import OutboundBudget
 from gateway.metrics import Metrics
 from gateway.reply_messages import ReplyMessages
 from runtime.events import (
+    ApprovalRequested,
+    ApprovalResolved,
     Compacted,
     Done,
     ModelRetrying,
@@ -157,6 +159,8 @@ class ReplyRenderer:
                 | ToolResult()
                 | Compacted()
                 | UserSteered()
+                | ApprovalRequested()  # asked by gateway.approvals, in its own message
+                | ApprovalResolved()
             ):
                 pass
             case _:

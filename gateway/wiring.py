@@ -12,6 +12,7 @@ from gateway.config import (
     AgentConfig,
     DiscordConfig,
     GatewayConfig,
+    McpServerConfig,
     ProviderConfig,
     SlackConfig,
     TelegramConfig,
@@ -21,6 +22,7 @@ from gateway.errors import GatewayError
 from gateway.policy import AdapterPolicy, BindingRule
 from runtime.agent_runtime import AgentRuntime
 from runtime.agents import AgentSpec
+from runtime.mcp_tools import McpServerSpec
 from runtime.providers.base import ModelProvider
 from runtime.providers.factory import create_provider
 
@@ -65,7 +67,35 @@ def agent_spec(name: str, cfg: AgentConfig) -> AgentSpec:
         title_model=cfg.title_model,
         compact_threshold=cfg.compact_threshold,
         compact_retained_turns=cfg.compact_retained_turns,
+        approve=tuple(cfg.approve),
+        tool_timeout=cfg.tool_timeout,
+        approval_timeout=cfg.approval_timeout,
     )
+
+
+def mcp_spec(cfg: McpServerConfig) -> McpServerSpec:
+    return McpServerSpec(
+        name=cfg.name,
+        command=cfg.command,
+        args=tuple(cfg.args),
+        env=dict(cfg.env),
+        cwd=cfg.cwd,
+        url=cfg.url,
+        headers={key: secret(value) for key, value in cfg.headers.items()},
+        allow=tuple(cfg.allow),
+        deny=tuple(cfg.deny),
+        approve=cfg.approve if isinstance(cfg.approve, bool) else tuple(cfg.approve),
+        timeout=cfg.timeout,
+        connect_timeout=cfg.connect_timeout,
+    )
+
+
+def mcp_specs(config: GatewayConfig) -> dict[str, list[McpServerSpec]]:
+    return {
+        name: [mcp_spec(server) for server in agent.mcp]
+        for name, agent in config.agents.items()
+        if agent.mcp
+    }
 
 
 def enabled_sections(config: GatewayConfig) -> dict[str, AdapterConfig]:
@@ -190,4 +220,6 @@ def collect_secrets(config: GatewayConfig) -> list[str]:
             continue
         for key in ("token", "bot_token", "app_token", "signing_secret", "webhook_secret"):
             found.append(secret(getattr(section, key, None)))
+    for agent in config.agents.values():
+        found.extend(secret(v) for server in agent.mcp for v in server.headers.values())
     return [s for s in found if s]
