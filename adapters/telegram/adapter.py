@@ -8,7 +8,7 @@ the same dispatch. ``telegram_inbound`` turns each update into an ``InboundMessa
 images are downloaded here before the hand-over. The gateway answers through send / edit
 / typing / react / rename; private chats stream through ``DraftStream`` (sendMessageDraft)
 when the server has it. Library exceptions become ``adapters.errors`` in
-``_delivery_errors`` only.
+``telegram/errors.py`` only.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ import os
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 import asyncio
-import base64
 import dataclasses
 import datetime as dtm
 import hmac
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -36,7 +34,6 @@ from telegram import Bot, BotCommand, ReactionTypeEmoji, ReplyParameters, Update
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import (
     BadRequest,
-    Forbidden,
     InvalidToken,
     RetryAfter,
     TelegramError,
@@ -57,29 +54,27 @@ from adapters.base import (
 from adapters.common.commands import COMMANDS
 from adapters.common.endpoints import TELEGRAM_BASE_FILE_URL, TELEGRAM_BASE_URL
 from adapters.common.identity import BotIdentity
-from adapters.common.sizes import MAX_DOWNLOAD, human_size
+from adapters.common.sizes import MAX_DOWNLOAD
 from adapters.errors import (
     CredentialsRejected,
     DeliveryError,
-    MarkupRejected,
     MessageNotModified,
-    MessageTooLong,
     NotAllowed,
-    RateLimited,
 )
 from adapters.telegram.approval import answer_press, send_question
+from adapters.telegram.errors import TOKEN_FIX, delivery_errors, retry_seconds
 from adapters.telegram.inbound import (
     PLATFORM,
     Converted,
     convert_update,
     platform_message_id,
 )
+from adapters.telegram.media import download
 from adapters.telegram.webhook import parse_update
 from adapters.text.chunking import close_open_fence, split_message
 from adapters.text.format import TextFormat
 from adapters.text.telegram_html import telegram_length, to_telegram_html
 from runtime.backoff import Backoff, log_retry
-from runtime.history import Image
 
 log = logging.getLogger(__name__)
 
@@ -93,20 +88,6 @@ ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query")
 # instead of opening hundreds at once.
 POOL_SIZE: Final = 16
 POOL_WAIT: Final = 30.0
-TOKEN_FIX: Final = (
-    "Telegram refused the bot token: set TELEGRAM_BOT_TOKEN (adapters.telegram.token) to "
-    "the token @BotFather gave you (and check adapters.telegram.base_url if you changed it)"
-)
-_REFUSALS: Final = (
-    ("can't parse entities", MarkupRejected),
-    ("message is not modified", MessageNotModified),
-    ("topic_not_modified", MessageNotModified),
-    ("message is too long", MessageTooLong),
-    ("text is too long", MessageTooLong),
-    ("not enough rights", NotAllowed),
-    ("chat_admin_required", NotAllowed),
-    ("reaction_invalid", NotAllowed),
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -122,33 +103,6 @@ class TelegramSettings:
     retry_base: float = 1.0  # first backoff delay after a network error
     retry_max: float = 30.0
     max_download: int = MAX_DOWNLOAD  # larger images become a note
-
-
-def retry_seconds(value: float | dtm.timedelta) -> float:
-    return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
-
-
-def _refusal(exc: BadRequest) -> DeliveryError:
-    text = exc.message.lower()
-    for needle, kind in _REFUSALS:
-        if needle in text:
-            return kind(exc.message)
-    return DeliveryError(exc.message)
-
-
-@contextmanager
-def _delivery_errors() -> Iterator[None]:
-    """The one place PTB's exceptions become ``adapters.errors``."""
-    try:
-        yield
-    except RetryAfter as exc:
-        raise RateLimited(retry_seconds(exc.retry_after)) from exc
-    except BadRequest as exc:
-        raise _refusal(exc) from exc
-    except Forbidden as exc:
-        raise NotAllowed(exc.message) from exc
-    except TelegramError as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc.message}") from exc
 
 
 def _thread(target: ChatTarget) -> int | None:
@@ -309,36 +263,16 @@ class TelegramAdapter(StatusReporting):
             return message
 
         async def fetch() -> Media:
-            return await self._download(converted)
+            return await download(self.bot, converted, self.settings.max_download)
 
         return dataclasses.replace(message, media=fetch)
-
-    async def _download(self, converted: Converted) -> Media:
-        images: list[Image] = []
-        notes = list(converted.message.attachment_notes)
-        for item in converted.downloads:
-            if item.size is not None and item.size > self.settings.max_download:
-                notes.append(
-                    f"{item.label} ({item.media_type}, {human_size(item.size)}, too large)"
-                )
-                continue
-            try:
-                file = await self.bot.get_file(item.file_id)
-                data = await file.download_as_bytearray()
-            except TelegramError as exc:
-                log.warning("telegram download of a %s failed: %s", item.media_type, exc)
-                notes.append(f"{item.label} ({item.media_type}, could not be downloaded)")
-                continue
-            encoded = base64.b64encode(bytes(data)).decode("ascii")
-            images.append(Image(media_type=item.media_type, data_base64=encoded))
-        return tuple(images), tuple(notes)
 
     # -- webhook -------------------------------------------------------------------------
 
     async def _serve_webhook(self) -> None:
         url = self.settings.webhook_url
         if url:
-            with _delivery_errors():
+            with delivery_errors():
                 await self.bot.set_webhook(
                     url, secret_token=self.settings.webhook_secret, allowed_updates=ALLOWED_UPDATES
                 )
@@ -374,7 +308,7 @@ class TelegramAdapter(StatusReporting):
         reply = None
         if target.reply_to is not None:
             reply = ReplyParameters(int(target.reply_to), allow_sending_without_reply=True)
-        with _delivery_errors():
+        with delivery_errors():
             sent = await self.bot.send_message(
                 chat_id=int(target.chat_id),
                 text=text,
@@ -385,7 +319,7 @@ class TelegramAdapter(StatusReporting):
         return SentMessage(target=target, message_id=str(sent.message_id))
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
-        with _delivery_errors():
+        with delivery_errors():
             await self.bot.edit_message_text(
                 text,
                 chat_id=int(message.target.chat_id),
@@ -394,25 +328,25 @@ class TelegramAdapter(StatusReporting):
             )
 
     async def ask_approval(self, target: ChatTarget, prompt: ApprovalPrompt) -> SentMessage:
-        with _delivery_errors():
+        with delivery_errors():
             message_id = await send_question(self.bot, target, prompt)
         return SentMessage(target=target, message_id=message_id)
 
     async def settle_approval(self, message: SentMessage, text: str) -> None:
         """Replace the question by its outcome; the edit drops the keyboard."""
-        with _delivery_errors():
+        with delivery_errors():
             await self.bot.edit_message_text(
                 text, chat_id=int(message.target.chat_id), message_id=int(message.message_id)
             )
 
     async def delete(self, message: SentMessage) -> None:
-        with _delivery_errors():
+        with delivery_errors():
             await self.bot.delete_message(int(message.target.chat_id), int(message.message_id))
 
     async def draft(self, target: ChatTarget, draft_id: int, html: str) -> bool:
         """Show ``html`` as the chat's draft; False when the server has no drafts."""
         try:
-            with _delivery_errors():
+            with delivery_errors():
                 await self.bot.send_message_draft(
                     int(target.chat_id),
                     draft_id,
@@ -433,13 +367,13 @@ class TelegramAdapter(StatusReporting):
     async def typing(self, target: ChatTarget, active: bool) -> None:
         if not active:
             return  # Telegram clears the indicator itself when the reply lands
-        with _delivery_errors():
+        with delivery_errors():
             await self.bot.send_chat_action(
                 int(target.chat_id), ChatAction.TYPING, message_thread_id=_thread(target)
             )
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
-        with _delivery_errors():
+        with delivery_errors():
             try:
                 await self.bot.set_message_reaction(
                     int(target.chat_id),
@@ -455,7 +389,7 @@ class TelegramAdapter(StatusReporting):
         if target.thread_id is None or not name:
             return
         try:
-            with _delivery_errors():
+            with delivery_errors():
                 await self.bot.edit_forum_topic(
                     int(target.chat_id), int(target.thread_id), name=name
                 )
