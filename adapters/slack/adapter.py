@@ -1,17 +1,17 @@
 """The Slack adapter: slack-bolt (async) in Socket Mode or HTTP mode, slack-sdk for calls.
 
-How the pieces interact. ``run`` checks the bot token with ``auth.test`` (team, bot user
-and bot ids), then serves: in Socket Mode a ``SocketSession`` (``slack_socket``) holds
-the websocket and reports the state ("connected" on ``hello``, "reconnecting" while the
-client reconnects); in HTTP mode ``POST /slack/events`` on the gateway's server feeds
-the same bolt ``AsyncApp``, which verifies the signing secret and answers
-``url_verification``. The app's listeners only check and hand off: a redelivered
+How the pieces interact. ``run`` checks the bot token with ``auth.test`` (``slack/auth``:
+team, bot user and bot ids), then serves: in Socket Mode a ``SocketSession``
+(``slack/socket``) holds the websocket and reports the state ("connected" on ``hello``,
+"reconnecting" while the client reconnects); in HTTP mode ``POST /slack/events`` on the
+gateway's server feeds the same bolt ``AsyncApp``, which verifies the signing secret and
+answers ``url_verification``. The app's listeners only check and hand off: a redelivered
 ``event_id`` is dropped, anything else becomes a task owned here, so Slack has its ack
 at once whatever the gateway does next. A task turns the event into an
-``InboundMessage`` (pure conversion in ``slack_inbound``; files, speaker names and
-thread ownership fetched by ``slack_lookup``) and hands it to the sink. Replies come
-back through send / edit / typing / react / rename and native chat streams; every Web
-API failure is converted to the gateway's errors in ``slack_outbound``.
+``InboundMessage`` (pure conversion in ``slack/inbound``; files and speaker names from
+``slack/lookup``, thread ownership from ``adapters.common.memory``) and hands it to the
+sink. Replies come back through send / edit / typing / react / rename and native chat
+streams; every Web API failure is converted to the gateway's errors in ``slack/outbound``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,7 +28,6 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import (
@@ -36,8 +35,6 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
 )
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
-from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import (
     ChatTarget,
@@ -51,7 +48,8 @@ from adapters.base import (
 from adapters.common.endpoints import SLACK_API_URL
 from adapters.common.identity import BotIdentity
 from adapters.common.memory import Recent, ThreadOwnership
-from adapters.errors import ConnectionLost, CredentialsRejected, DeliveryError
+from adapters.errors import CredentialsRejected, DeliveryError
+from adapters.slack.auth import authenticate, authorizer, web_client
 from adapters.slack.http_guard import payload_of, signature_valid
 from adapters.slack.inbound import (
     PLATFORM,
@@ -62,10 +60,7 @@ from adapters.slack.inbound import (
 )
 from adapters.slack.lookup import UserNames, fetch_files
 from adapters.slack.outbound import (
-    CREDENTIAL_ERRORS,
-    ShortRateLimitRetry,
     SlackCallFailed,
-    SlackNotAllowed,
     SlackStream,
     api,
 )
@@ -81,13 +76,7 @@ THINKING = "is thinking..."
 # Slack refuses text over 40000 characters; mrkdwn escaping grows text, so keep a margin.
 SLACK_LIMIT = 39_000
 API_TIMEOUT = 30.0
-RATE_LIMIT_RETRIES = 1  # in-client retries of a short 429 before the budget sees it
 _EMOJI_NAMES = {"\N{EYES}": "eyes", "\N{WHITE HEAVY CHECK MARK}": "white_check_mark"}
-
-BOT_TOKEN_FIX = (
-    "Slack refused the bot token ({code}): set SLACK_BOT_TOKEN (adapters.slack.bot_token) "
-    "to the app's Bot User OAuth Token (xoxb-...) from OAuth & Permissions."
-)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,7 +100,7 @@ class SlackAdapter(StatusReporting):
         self.settings = settings
         self._storage = storage
         api_url = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
-        self.client = _web_client(api_url, settings.bot_token)
+        self.client = web_client(api_url, settings.bot_token)
         self.identity: BotIdentity | None = None
         self._sink: InboundSink | None = None
         self._socket: SocketSession | None = None
@@ -136,7 +125,7 @@ class SlackAdapter(StatusReporting):
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT))
         self.client.session = self.app.client.session = http
         try:
-            self.identity = await self._authenticate()
+            self.identity = await authenticate(self.client, self.settings.bot_token)
             self._sink = sink
             await self._serve()
         finally:
@@ -166,24 +155,6 @@ class SlackAdapter(StatusReporting):
             )
         self._connection.set("connected", "http")
         await asyncio.Event().wait()
-
-    async def _authenticate(self) -> BotIdentity:
-        if not self.settings.bot_token:
-            raise CredentialsRejected(BOT_TOKEN_FIX.format(code="empty"))
-        try:
-            auth = await api(self.client.auth_test())
-        except SlackNotAllowed as exc:
-            if exc.code in CREDENTIAL_ERRORS:
-                raise CredentialsRejected(BOT_TOKEN_FIX.format(code=exc.code)) from exc
-            raise
-        identity = BotIdentity(
-            user_id=str(auth.get("user_id") or ""),
-            name=str(auth.get("user") or ""),
-            team_id=str(auth.get("team_id") or ""),
-            bot_id=str(auth.get("bot_id") or ""),
-        )
-        log.info("slack: signed in as %s in team %s", identity.user_id, identity.team_id)
-        return identity
 
     async def stop_intake(self) -> None:
         """HTTP mode answers 503 from now on and Socket Mode stops reading: either way
@@ -218,8 +189,8 @@ class SlackAdapter(StatusReporting):
         # bolt's own client carries no token: ``authorize`` hands it ours per request,
         # from the auth.test that run() made (bolt would otherwise call it again).
         app = AsyncApp(
-            client=_web_client(self.client.base_url, None),
-            authorize=self._authorizer(),
+            client=web_client(self.client.base_url, None),
+            authorize=authorizer(lambda: self.identity, self.settings.bot_token),
             name="agent-gateway",
             signing_secret=self.settings.signing_secret if http else "",
             request_verification_enabled=http,
@@ -233,23 +204,6 @@ class SlackAdapter(StatusReporting):
         # bolt acks only events some listener handles; the rest would be redelivered.
         app.event(re.compile(".*"))(self._on_other_event)
         return app
-
-    def _authorizer(self) -> Callable[[], Awaitable[AuthorizeResult]]:
-        # A plain function: bolt passes arguments by parameter name and would take a
-        # bound method's ``self`` for one of its own.
-        async def authorize() -> AuthorizeResult:
-            identity = self.identity
-            if identity is None:
-                raise ConnectionLost("an event arrived before the Slack adapter signed in")
-            return AuthorizeResult(
-                enterprise_id=None,
-                team_id=identity.team_id,
-                bot_user_id=identity.user_id,
-                bot_id=identity.bot_id,
-                bot_token=self.settings.bot_token,
-            )
-
-        return authorize
 
     def _first_delivery(self, body: dict[str, Any], request: AsyncBoltRequest) -> bool:
         event_id = str(body.get("event_id") or "")
@@ -411,25 +365,12 @@ class SlackAdapter(StatusReporting):
             if ok:
                 self._note_reply(target)
 
-        return SlackStream(
-            self.client, target, limit=self.text_format.limit, on_result=on_result
-        )
+        return SlackStream(self.client, target, limit=self.text_format.limit, on_result=on_result)
 
     def _note_reply(self, target: ChatTarget) -> None:
         key = _assistant_thread(target)
         if key is not None and key in self._status:
             self._status[key] = False
-
-
-def _web_client(api_url: str, token: str | None) -> AsyncWebClient:
-    return AsyncWebClient(
-        token=token,
-        base_url=api_url,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(),
-            ShortRateLimitRetry(max_retry_count=RATE_LIMIT_RETRIES),
-        ],
-    )
 
 
 def _assistant_thread(target: ChatTarget) -> str | None:
