@@ -18,6 +18,7 @@ from gateway.config_loader import load_config
 from gateway.delivery import DeliveryOptions
 from gateway.pipeline import Pipeline
 from gateway.policy import AdapterPolicy
+from gateway.wiring import build_provider
 from runtime.agent_runtime import AgentRuntime
 from runtime.agents import AgentRegistry, AgentSpec
 from runtime.errors import (
@@ -298,3 +299,14 @@ def test_config_records_which_variable_gave_the_key(tmp_path: Path) -> None:
     )
     config = load_config(custom, {"MY_CLAUDE_KEY": "sk-2"})
     assert config.notes.key_sources == {"env": "MY_CLAUDE_KEY"}
+
+
+async def test_the_wired_provider_names_the_variable() -> None:
+    config = load_config(REPO / "config" / "gateway.toml", {"OPENAI_API_KEY": "sk-1"})
+    source = config.notes.key_sources.get("default")
+    provider = build_provider("default", config.providers["default"], api_key_source=source)
+    try:
+        assert isinstance(provider, OpenAIProvider)
+        assert provider.api_key_source == "OPENAI_API_KEY"
+    finally:
+        await provider.aclose()
