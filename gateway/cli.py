@@ -1,6 +1,7 @@
-"""The `agent-gateway` command: `run` serves, `check` validates and shows what would start.
+"""The `agent-gateway` command: `run` serves, `check` validates and shows what would start,
+`doctor` tries every remote the configuration points at.
 
-Exit codes: 0 success, 1 the gateway failed while running, 2 invalid configuration or
+Exit codes: 0 success, 1 the gateway failed (or a doctor check did), 2 invalid configuration or
 command line. An invalid configuration is reported as one ``dotted.path: message`` line
 per problem on stderr, never as a traceback.
 """
@@ -14,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,12 +54,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(path, os.environ)
     except ConfigError as exc:
-        _report(exc)
+        if args.command == "doctor":  # the report's first check, in its format
+            for problem in exc.problems:
+                _write(sys.stdout, f"FAIL config: {problem}")
+        else:
+            _report(exc)
         return EXIT_USAGE
     if args.command == "check":
         _write(sys.stdout, describe(config))
         return EXIT_OK
+    if args.command == "doctor":
+        return _doctor(config)
     return _run(config)
+
+
+def version() -> str:
+    """The installed distribution's version ("unknown" when run from a bare checkout)."""
+    try:
+        return metadata.version("agent-gateway")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,10 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="agent-gateway",
         description="Put LLM agents on Discord, Telegram, Slack and a local web chat.",
     )
+    parser.add_argument("--version", action="version", version=f"agent-gateway {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("run", "start the gateway"),
         ("check", "validate the configuration and show what would start"),
+        ("doctor", "try the storage, every enabled adapter's credentials and every provider"),
     ):
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument(
@@ -108,6 +126,15 @@ def _run(config: GatewayConfig) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_OK
+
+
+def _doctor(config: GatewayConfig) -> int:
+    # Imported here: the checks pull in the serving stack and httpx.
+    diagnose = importlib.import_module("gateway.doctor").diagnose
+    checks = asyncio.run(diagnose(config))
+    for check in checks:
+        _write(sys.stdout, str(check))
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILED
 
 
 def _report(exc: ConfigError) -> None:

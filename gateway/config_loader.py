@@ -485,6 +485,13 @@ def _value_at(data: Any, loc: tuple[int | str, ...]) -> Any:
 # --- pass 5: names that refer to each other ------------------------------------------
 
 
+def _names(table: object) -> list[str] | None:
+    """The names a table defines: none when it is absent, None (unknown) when malformed."""
+    if table is None:
+        return []
+    return list(table) if isinstance(table, dict) else None
+
+
 class _References:
     """Checks names against the tables that define them, collecting problems."""
 
@@ -493,8 +500,8 @@ class _References:
         self.problems: list[Problem] = []
         agents, providers = data.get("agents"), data.get("providers")
         self.known: dict[str, list[str] | None] = {
-            "agent": list(agents) if isinstance(agents, dict) else None,
-            "provider": list(providers) if isinstance(providers, dict) else None,
+            "agent": _names(agents),
+            "provider": _names(providers),
             "tool": list(tools),
         }
 
