@@ -28,6 +28,7 @@ from typing import Final, Literal
 import aiohttp
 from aiohttp import web
 
+from adapters.approval import ApprovalPrompt
 from adapters.base import (
     AdapterState,
     ChatTarget,
@@ -42,6 +43,7 @@ from adapters.common.endpoints import DISCORD_API_BASE, DISCORD_GATEWAY_URL
 from adapters.common.identity import BotIdentity
 from adapters.common.memory import ThreadOwnership
 from adapters.common.sizes import MAX_DOWNLOAD
+from adapters.discord.approval import ApprovalView
 from adapters.discord.client import (
     INTENTS_FIX,
     TOKEN_FIX,
@@ -357,6 +359,20 @@ class DiscordAdapter(StatusReporting):
         with delivery_errors("editing a message"):
             channel = self._messageable(message.target.chat_id)
             await channel.get_partial_message(int(message.message_id)).edit(content=text)
+
+    async def ask_approval(self, target: ChatTarget, prompt: ApprovalPrompt) -> SentMessage:
+        view = ApprovalView(prompt.request_id, lambda: self._sink)
+        with delivery_errors("asking for approval"):
+            message = await self._messageable(target.chat_id).send(prompt.text, view=view)
+        return SentMessage(target=target, message_id=str(message.id))
+
+    async def settle_approval(self, message: SentMessage, text: str) -> None:
+        """Replace the question by its outcome and drop the buttons."""
+        with delivery_errors("settling an approval"):
+            channel = self._messageable(message.target.chat_id)
+            await channel.get_partial_message(int(message.message_id)).edit(
+                content=text, view=None
+            )
 
     async def delete(self, message: SentMessage) -> None:
         with delivery_errors("deleting a message"):

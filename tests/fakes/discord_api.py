@@ -242,6 +242,7 @@ class FakeMessage:
     reactions: list[tuple[str, int]] = field(default_factory=list)  # (emoji, user id)
     thread_id: int | None = None
     reply_to: int | None = None
+    components: list[JsonDict] = field(default_factory=list)  # action rows of buttons
 
     def to_json(self) -> JsonDict:
         data: JsonDict = {"id": str(self.id), "channel_id": str(self.channel_id)}
@@ -252,7 +253,7 @@ class FakeMessage:
         data |= {"timestamp": self.timestamp, "edited_timestamp": self.edited_timestamp}
         data |= {"tts": False, "mention_everyone": False, "mention_roles": [], "pinned": False}
         data |= {"mentions": [u.to_json() for u in self.mentions], "flags": self.flags}
-        data |= {"attachments": self.attachments, "embeds": [], "components": []}
+        data |= {"attachments": self.attachments, "embeds": [], "components": self.components}
         if self.webhook_id is not None:
             data["webhook_id"] = str(self.webhook_id)
         emojis = sorted({emoji for emoji, _ in self.reactions})
@@ -588,6 +589,51 @@ class FakeDiscord:
             "application_id": str(self.application_id),
             "type": 2,
             "data": data,
+            "token": secrets.token_urlsafe(24),
+            "version": 1,
+            "channel_id": str(channel.id),
+            "channel": channel.to_json(),
+            "locale": "en-US",
+            "app_permissions": EVERYONE_PERMISSIONS,
+            "entitlements": [],
+            "attachment_size_limit": 26_214_400,
+        }
+        if channel.guild_id is None:
+            interaction |= {"user": user.to_json(), "context": 1}
+            interaction["authorizing_integration_owners"] = {"1": str(user.id)}
+        else:
+            member = _member_json(user, channel.created_at) | {"permissions": "0"}
+            interaction |= {"guild_id": str(channel.guild_id), "member": member, "context": 0}
+            interaction["authorizing_integration_owners"] = {"0": str(channel.guild_id)}
+        self._interactions[int(interaction["id"])] = interaction | {"acked": False}
+        self._dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    def buttons(self, message_id: int) -> list[tuple[str, str]]:
+        """(label, custom_id) of every button on a message, as a user sees them."""
+        message = self.messages[message_id]
+        return [
+            (str(c.get("label", "")), str(c.get("custom_id", "")))
+            for row in message.components
+            for c in row.get("components", [])
+            if c.get("type") == 2
+        ]
+
+    async def user_presses_button(
+        self, message_id: int, user: FakeUser, custom_id: str
+    ) -> JsonDict:
+        """A person presses a button of a bot message; returns the INTERACTION_CREATE
+        payload (a MESSAGE_COMPONENT interaction, answered at its callback URL)."""
+        message = self.messages[message_id]
+        if custom_id not in [cid for _, cid in self.buttons(message_id)]:
+            raise ValueError(f"message {message_id} has no button {custom_id!r}")
+        channel = self.channel(message.channel_id)
+        interaction: JsonDict = {
+            "id": str(self.snowflake()),
+            "application_id": str(self.application_id),
+            "type": 3,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "message": message.to_json(),
             "token": secrets.token_urlsafe(24),
             "version": 1,
             "channel_id": str(channel.id),
@@ -985,6 +1031,7 @@ class FakeDiscord:
             "attachments": files,
             "reply_to": reply_to,
             "type": 19 if reply_to else 0,
+            "components": list(body.get("components") or []),
         }
         return _json(self._new_message(channel, self.bot, content, **fields).to_json())
 
@@ -1011,6 +1058,8 @@ class FakeDiscord:
             content = str(body["content"] or "")
             _check_length("content", content, CONTENT_LIMIT)
             message.content = content
+        if "components" in body:
+            message.components = list(body["components"] or [])
         message.flags &= ~128  # an edit ends a deferred interaction's "thinking" state
         message.edited_timestamp = _now_iso()
         self._dispatch("MESSAGE_UPDATE", self._message_event_json(message))
