@@ -121,9 +121,10 @@ class StatusReporting:
 
 
 class InboundSink(Protocol):
-    async def handle(self, message: InboundMessage) -> None:
+    async def handle(self, message: InboundMessage) -> bool:
         """Queue the message and record it durably; returns before it is answered, so
-        an adapter may confirm it to the platform once this returns."""
+        an adapter may confirm it to the platform once this returns. False when the
+        gateway does not take it at all (another bot's, ungated, shutting down)."""
         ...
 
 

@@ -107,14 +107,15 @@ class Pipeline:
 
     # -- inbound -------------------------------------------------------------------------
 
-    async def handle(self, message: InboundMessage) -> None:
-        """Queue the message in its lane and record it; the lane's worker answers it."""
+    async def handle(self, message: InboundMessage) -> bool:
+        """Queue the message in its lane and record it; the lane's worker answers it.
+        False when the message is not for us (a bot's, ungated chatter, shutting down)."""
         received_at = time.monotonic()
         policy = self.policies.get(message.platform)
         if policy is None or message.from_bot or not self.accepting:
-            return
+            return False
         if not should_answer(policy, message):
-            return
+            return False
         accepted = asyncio.get_running_loop().create_future()
         self.lanes.put(
             lane_key(message), _Item(message=message, received_at=received_at, accepted=accepted)
@@ -127,6 +128,7 @@ class Pipeline:
                 "could not record %s message %s: %s", message.platform, message.message_id, exc
             )
             accepted.set_result(True)
+        return True
 
     async def _process(self, item: _Item) -> None:
         message = item.message

@@ -608,8 +608,9 @@ async def test_service_messages_are_skipped_not_answered(fake: FakeTelegram, ali
     seen: list[InboundMessage] = []
 
     class Sink:
-        async def handle(self, message: InboundMessage) -> None:
+        async def handle(self, message: InboundMessage) -> bool:
             seen.append(message)
+            return True
 
     settings = TelegramSettings(
         token=fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url, poll_timeout=1

@@ -308,9 +308,11 @@ class DiscordAdapter(StatusReporting):
             log.warning("could not acknowledge Discord interaction %s: %s", key, exc)
             return
         self._interactions[key] = interaction
-        await sink.handle(interaction_to_inbound(interaction, text))
-        # The gateway answers from the message's lane; if it says nothing (a duplicate,
-        # say), end the "thinking" state rather than leave it spinning for 15 minutes.
+        if not await sink.handle(interaction_to_inbound(interaction, text)):
+            self._spawn_close(key)  # not taken at all: end the "thinking" state now
+            return
+        # The gateway answers from the message's lane; if it never says anything, end
+        # the "thinking" state rather than leave it spinning for 15 minutes.
         asyncio.get_running_loop().call_later(INTERACTION_SILENCE, lambda: self._spawn_close(key))
 
     def _spawn_close(self, key: str) -> None:
@@ -370,9 +372,7 @@ class DiscordAdapter(StatusReporting):
         """Replace the question by its outcome and drop the buttons."""
         with delivery_errors("settling an approval"):
             channel = self._messageable(message.target.chat_id)
-            await channel.get_partial_message(int(message.message_id)).edit(
-                content=text, view=None
-            )
+            await channel.get_partial_message(int(message.message_id)).edit(content=text, view=None)
 
     async def delete(self, message: SentMessage) -> None:
         with delivery_errors("deleting a message"):
