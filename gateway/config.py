@@ -74,6 +74,17 @@ def _upper(value: object) -> object:
 Secret = Annotated[SecretStr | None, BeforeValidator(_blank_to_none)]
 OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
 PlatformId = Annotated[str, BeforeValidator(_int_to_str)]
+
+
+def _split_ids(value: object) -> object:
+    # A string is a comma list, so an allowlist can come from one environment variable:
+    # allowed_users = "${TELEGRAM_ALLOWED_USERS:-}" with TELEGRAM_ALLOWED_USERS=42,43.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+UserIds = Annotated[list[PlatformId], BeforeValidator(_split_ids)]
 OptionalPlatformId = Annotated[
     str | None, BeforeValidator(_int_to_str), BeforeValidator(_blank_to_none)
 ]
@@ -205,7 +216,7 @@ class AdapterBase(Section):
     enabled: bool = True
     agent: OptionalText = None
     access: Literal["open", "allowlist"] = "open"
-    allowed_users: list[PlatformId] = Field(default_factory=list)
+    allowed_users: UserIds = Field(default_factory=list)
     dm_conversation: Literal["tmp", "persistent"] = "tmp"
     respond: Literal["mention", "all"] = "mention"
     edit_interval: float = Field(1.0, gt=0)
