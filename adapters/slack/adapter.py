@@ -36,6 +36,7 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from adapters.approval import ApprovalPrompt
 from adapters.base import (
     ChatTarget,
     InboundMessage,
@@ -49,6 +50,8 @@ from adapters.common.endpoints import SLACK_API_URL
 from adapters.common.identity import BotIdentity
 from adapters.common.memory import Recent, ThreadOwnership
 from adapters.errors import CredentialsRejected, DeliveryError
+from adapters.slack.approval import ACTIONS as APPROVAL_ACTIONS
+from adapters.slack.approval import answer_press, question_blocks, settled_blocks
 from adapters.slack.auth import authenticate, authorizer, web_client
 from adapters.slack.http_guard import payload_of, signature_valid
 from adapters.slack.inbound import (
@@ -201,6 +204,7 @@ class SlackAdapter(StatusReporting):
         app.event("app_mention")(self._on_message_event)
         app.event("message")(self._on_message_event)
         app.command(self.settings.slash_command)(self._on_command)
+        app.action(APPROVAL_ACTIONS)(self._on_approval)
         # bolt acks only events some listener handles; the rest would be redelivered.
         app.event(re.compile(".*"))(self._on_other_event)
         return app
@@ -226,6 +230,10 @@ class SlackAdapter(StatusReporting):
         await ack()
         if self.identity is not None:
             self._spawn(self._deliver(command_message(command, self.identity)), "slack-command")
+
+    async def _on_approval(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        self._spawn(answer_press(self.client, body, self._sink), "slack-approval")
 
     async def _on_thread_started(
         self,
@@ -307,6 +315,28 @@ class SlackAdapter(StatusReporting):
         await api(
             self.client.chat_update(
                 channel=message.target.chat_id, ts=message.message_id, text=text
+            )
+        )
+
+    async def ask_approval(self, target: ChatTarget, prompt: ApprovalPrompt) -> SentMessage:
+        response = await api(
+            self.client.chat_postMessage(
+                channel=target.chat_id,
+                text=prompt.text,
+                blocks=question_blocks(prompt),
+                thread_ts=target.thread_id,
+            )
+        )
+        return SentMessage(target=target, message_id=str(response["ts"]))
+
+    async def settle_approval(self, message: SentMessage, text: str) -> None:
+        """Replace the question and its buttons by the outcome."""
+        await api(
+            self.client.chat_update(
+                channel=message.target.chat_id,
+                ts=message.message_id,
+                text=text,
+                blocks=settled_blocks(text),
             )
         )
 

@@ -212,6 +212,7 @@ class FakeSlack:
         self.file_downloads: list[str] = []
         self.messages: dict[tuple[str, str], SlackMessage] = {}
         self.deleted: list[tuple[str, str]] = []  # (channel, ts) of chat.delete calls
+        self.ephemerals: list[Json] = []  # chat.postEphemeral: what only one user saw
         self.threads: dict[tuple[str, str], AssistantThread] = {}
         self.users: dict[str, Json] = {}
         self.channels: dict[str, Json] = {}
@@ -229,6 +230,7 @@ class FakeSlack:
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
             "chat.delete": self._delete_message,
+            "chat.postEphemeral": self._post_ephemeral,
             "chat.startStream": self._start_stream,
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
@@ -553,6 +555,87 @@ class FakeSlack:
             "event_context": "4-" + uuid.uuid4().hex,
         }
 
+    def buttons(self, channel: str, ts: str) -> list[tuple[str, str, str]]:
+        """(label, action_id, value) of the buttons on a message, as users see them."""
+        msg = self.messages[(channel, ts)]
+        return [
+            (str(e["text"]["text"]), str(e["action_id"]), str(e.get("value", "")))
+            for block in msg.blocks
+            if block.get("type") == "actions"
+            for e in block.get("elements", [])
+            if e.get("type") == "button"
+        ]
+
+    def block_actions_payload(self, channel: str, ts: str, *, user: str, action_id: str) -> Json:
+        """The ``block_actions`` payload a press on a message's button produces."""
+        msg = self.messages[(channel, ts)]
+        button = next((b for b in self.buttons(channel, ts) if b[1] == action_id), None)
+        if button is None:
+            raise ValueError(f"message {ts} has no button {action_id!r}")
+        self._register(channel, _kind_of(channel), user)
+        block_id = next(b.get("block_id", "") for b in msg.blocks if b.get("type") == "actions")
+        return {
+            "type": "block_actions",
+            "user": {
+                "id": user,
+                "username": self.users[user]["name"],
+                "name": self.users[user]["name"],
+                "team_id": self.team_id,
+            },
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:12]}",
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": self.channels[channel].get("name", "directmessage")},
+            "message": self._message_json(msg),
+            "state": {"values": {}},
+            "response_url": f"{self.base_url}/actions/{_new_id('R')}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": {"type": "plain_text", "text": button[0]},
+                    "value": button[2],
+                    "type": "button",
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+
+    async def send_block_action(
+        self, channel: str, ts: str, *, user: str, action_id: str, timeout: float = 5.0
+    ) -> str:
+        """Push an ``interactive`` envelope (Socket Mode) for a button press."""
+        envelope = {
+            "envelope_id": str(uuid.uuid4()),
+            "payload": self.block_actions_payload(channel, ts, user=user, action_id=action_id),
+            "type": "interactive",
+            "accepts_response_payload": False,
+        }
+        return await self._send_envelope(envelope, timeout)
+
+    async def deliver_block_action_http(
+        self, url: str, channel: str, ts: str, *, user: str, action_id: str, signing_secret: str
+    ) -> tuple[int, str]:
+        """POST a signed, form-encoded ``payload=`` button press to ``url`` (HTTP mode)."""
+        payload = self.block_actions_payload(channel, ts, user=user, action_id=action_id)
+        return await self._post_signed(
+            url,
+            urlencode({"payload": json.dumps(payload)}),
+            "application/x-www-form-urlencoded",
+            signing_secret=signing_secret,
+            bad_signature=False,
+            timestamp=None,
+        )
+
     def slash_command_payload(self, command: str, text: str, *, channel: str, user: str) -> Json:
         self._register(channel, _kind_of(channel), user)
         return {
@@ -723,6 +806,19 @@ class FakeSlack:
         if msg is None:
             raise _ApiError("message_not_found")
         return msg
+
+    def _post_ephemeral(self, args: Json) -> Json:
+        channel = _arg(args, "channel", "channel_not_found")
+        user = _arg(args, "user", "user_not_in_channel")
+        text = str(args.get("text") or "")
+        if not text and not args.get("blocks"):
+            raise _ApiError("no_text")
+        thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
+        self.ephemerals.append(
+            {"channel": channel, "user": user, "text": text, "thread_ts": thread_ts}
+        )
+        self._notify()
+        return {"message_ts": f"{time.time():.6f}"}
 
     def _post_message(self, args: Json) -> Json:
         channel = _arg(args, "channel", "channel_not_found")
