@@ -419,9 +419,25 @@ def test_run_with_an_unusable_host_says_so_and_exits_1(tmp_path: Path, host: str
     assert "server.host" in line
 
 
-@pytest.mark.parametrize("kind", ["directory", "not a database", "under a file"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "directory",
+        "not a database",
+        "under a file",
+        pytest.param(
+            "no permission",
+            marks=pytest.mark.skipif(
+                os.geteuid() == 0, reason="root opens files whatever their permissions"
+            ),
+        ),
+    ],
+)
 def test_run_with_unopenable_storage_is_one_line_and_exits_1(tmp_path: Path, kind: str) -> None:
-    if kind == "directory":
+    if kind == "no permission":
+        (tmp_path / "state").mkdir(mode=0o500)  # readable, not writable: no file inside
+        db = "state/gateway.db"
+    elif kind == "directory":
         (tmp_path / "state").mkdir()
         db = "state"
     elif kind == "not a database":
