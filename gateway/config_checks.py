@@ -19,6 +19,7 @@ from gateway.errors import Problem
 Table = dict[str, Any]
 
 DEFAULT_STORAGE_PATH = "data/gateway.db"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 # Every key that holds an endpoint, with the schemes it may use.
 _HTTP = ("http", "https")
@@ -32,6 +33,14 @@ _BARE_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Keys the gateway cannot do without, beyond those the schema marks required and the
 # adapter credentials the loader already explains.
 _KEYED_KINDS = ("openai", "anthropic")
+
+
+def join_path(path: str, key: object) -> str:
+    """``path.key``, quoting a key that TOML would need quoted."""
+    text = str(key)
+    if not _BARE_KEY.fullmatch(text):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{path}.{text}" if path else text
 
 
 def _tables(value: object) -> Iterator[tuple[str, Table]]:

@@ -8,9 +8,12 @@ so that one run reports everything wrong at once:
    remembering which variable fed which dotted path so messages can name it;
 3. resolve what the environment decides: ``kind = "auto"`` providers, ``enabled =
    "auto"`` adapters, an agent's model falling back to its provider's default, and
-   ``system_prompt_file`` contents;
+   ``system_prompt_file`` contents; then what the schema cannot judge
+   (`gateway.config_checks`): relative paths anchored at the file's directory,
+   malformed URLs, and an unset ``${VAR}`` in a key that cannot be empty;
 4. validate with the pydantic schema (`gateway.config`), turning each error into a
-   message of our own (pydantic's would echo the offending value, which may be a secret);
+   message of our own (`gateway.config_messages`: pydantic's would echo the offending
+   value, which may be a secret);
 5. cross-check names: agents, providers, tools and bindings that refer to each other.
 """
 
@@ -24,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from gateway.config import (
     ADAPTER_NAMES,
@@ -34,16 +36,16 @@ from gateway.config import (
     LoadNotes,
     adapter_mode,
     credential_keys,
-    field_names_at,
-    is_positive_int,
     required_keys,
 )
 from gateway.config_checks import (
+    join_path,
     required_paths,
     resolve_paths,
     unset_variable_problems,
     url_problems,
 )
+from gateway.config_messages import validation_problems
 from gateway.errors import ConfigError, Problem
 from runtime.tools import builtin_tools
 
@@ -53,7 +55,6 @@ Table = dict[str, Any]
 
 _REFERENCE = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)\}|(?P<open>\{))")
 _BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 
 # (kind, variable prefix, model when PREFIX_MODEL is unset), in order of preference: the
@@ -96,7 +97,7 @@ def load_config(
     except ValidationError as exc:
         # A key the resolution pass already explained needs no second "required".
         explained = {problem.path for problem in problems}
-        for problem, kind in _validation_problems(exc, data, sources, env):
+        for problem, kind in validation_problems(exc, data, sources, env):
             if not (kind == "missing" and problem.path in explained):
                 problems.append(problem)
     problems.extend(_cross_check(data, sources, tools))
@@ -157,7 +158,9 @@ def interpolate(
         return _expand(value, env, path, sources, problems)
     if isinstance(value, dict):
         return {
-            key: interpolate(item, env, path=_join(path, key), sources=sources, problems=problems)
+            key: interpolate(
+                item, env, path=join_path(path, key), sources=sources, problems=problems
+            )
             for key, item in value.items()
         }
     if isinstance(value, list):
@@ -189,13 +192,6 @@ def _expand(
         return value
 
     return _REFERENCE.sub(replace, text)
-
-
-def _join(path: str, key: object) -> str:
-    text = str(key)
-    if not _BARE_KEY.fullmatch(text):
-        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{path}.{text}" if path else text
 
 
 def _text(value: object) -> str | None:
@@ -240,7 +236,7 @@ def _key_sources(
     found: dict[str, str] = {}
     for name, section in _tables(data.get("providers")):
         kind = section.get("kind")
-        where = f"providers.{_join('', name)}.api_key"
+        where = f"providers.{join_path('', name)}.api_key"
         if name in auto and isinstance(kind, str) and kind in prefixes:
             found[name] = f"{prefixes[kind]}_API_KEY"
         elif where in sources:
@@ -262,7 +258,9 @@ def _resolve_providers(
                     'not used with kind = "auto", which takes it from the environment '
                     "(OPENAI_* or ANTHROPIC_* variables); remove it, or set kind explicitly"
                 )
-                problems.append(Problem(path=f"providers.{_join('', name)}.{key}", message=message))
+                problems.append(
+                    Problem(path=f"providers.{join_path('', name)}.{key}", message=message)
+                )
         for kind, prefix, model in _AUTO_KINDS:
             if env.get(f"{prefix}_API_KEY"):
                 section.update(kind=kind, api_key=env[f"{prefix}_API_KEY"])
@@ -341,7 +339,7 @@ def _missing_credentials(
 def _resolve_agents(data: Table, base_dir: Path, problems: list[Problem]) -> None:
     providers = dict(_tables(data.get("providers")))
     for name, agent in _tables(data.get("agents")):
-        where = f"agents.{_join('', name)}"
+        where = f"agents.{join_path('', name)}"
         provider_name = agent.get("provider")
         if not _text(agent.get("model")) and isinstance(provider_name, str):
             problems.extend(_fill_model(agent, where, providers.get(provider_name), provider_name))
@@ -364,7 +362,7 @@ def _fill_model(
     agent.pop("model", None)
     message = (
         f"no model given; set {where}.model, "
-        f"or default_model on providers.{_join('', provider_name)}"
+        f"or default_model on providers.{join_path('', provider_name)}"
     )
     yield Problem(path=f"{where}.model", message=message)
 
@@ -387,99 +385,6 @@ def _read_prompt_file(agent: Table, where: str, base_dir: Path, problems: list[P
             "configuration file's directory"
         )
         problems.append(Problem(path=f"{where}.system_prompt_file", message=message))
-
-
-# --- pass 4: schema errors in our own words ------------------------------------------
-
-
-def _validation_problems(
-    exc: ValidationError, data: Table, sources: Mapping[str, str], env: Mapping[str, str]
-) -> Iterator[tuple[Problem, str]]:
-    # include_input=False: the offending value may be a secret and must not leak.
-    for error in exc.errors(include_url=False, include_input=False):
-        loc = error["loc"]
-        path = ""
-        for part in loc:
-            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
-        message = _error_message(error, data)
-        variable = sources.get(path)
-        if variable is not None and not env.get(variable) and error["type"] != "extra_forbidden":
-            message += f" (the value comes from ${{{variable}}}, which is not set)"
-        yield Problem(path=path or "(top level)", message=message), error["type"]
-
-
-_SIMPLE_MESSAGES = {
-    "float_parsing": "must be a number",
-    "float_type": "must be a number",
-    "string_type": 'must be a string, in quotes: key = "..."',
-    "list_type": 'must be a list, e.g. ["a", "b"]',
-    "dict_type": "must be a table: a [section] or { key = value }",
-    "model_type": "must be a table: a [section] or { key = value }",
-    "model_attributes_type": "must be a table: a [section] or { key = value }",
-    "string_pattern_mismatch": 'must start with "/"',  # the only pattern: webchat.path
-}
-
-
-def _error_message(error: ErrorDetails, data: Table) -> str:
-    kind = error["type"]
-    loc = error["loc"]
-    ctx = error.get("ctx", {})
-    if kind == "extra_forbidden":
-        return _unknown_key(loc)
-    if kind == "missing":
-        return f"required; add {loc[-1]} = ..." if isinstance(loc[-1], str) else "required"
-    if kind in ("int_parsing", "int_type", "int_from_float", "greater_than"):
-        if is_positive_int(loc):
-            return "must be a positive integer"
-        if kind == "greater_than":
-            return f"must be greater than {ctx.get('gt', 0):g}"
-        return "must be a whole number"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge', 0):g}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le', 0):g}"
-    if kind in ("bool_parsing", "bool_type"):
-        if loc[-1] == "enabled" and loc[0] == "adapters":
-            return 'must be true, false or "auto"'
-        return "must be true or false"
-    if kind == "string_type" and "allowed_users" in loc:
-        return "must be a user id: a string or an integer"
-    if kind == "literal_error":
-        return _literal_message(loc, str(ctx.get("expected", "")), data)
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    simple = _SIMPLE_MESSAGES.get(kind)
-    return simple if simple is not None else error["msg"][:1].lower() + error["msg"][1:]
-
-
-def _unknown_key(loc: tuple[int | str, ...]) -> str:
-    known = field_names_at(loc[:-1])
-    what = "unknown adapter" if loc[:-1] == ("adapters",) else "unknown key"
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    if close:
-        return f"{what}; did you mean {close[0]}?"
-    if known:
-        return f"{what}; expected one of: {', '.join(known)}"
-    return what
-
-
-def _literal_message(loc: tuple[int | str, ...], expected: str, data: Table) -> str:
-    # pydantic writes 'a', 'b' or 'c'; TOML strings are double-quoted.
-    choices = re.findall(r"'([^']*)'", expected)
-    quoted = [f'"{choice}"' for choice in choices]
-    message = "must be " + " or ".join(filter(None, [", ".join(quoted[:-1]), quoted[-1]]))
-    value = _value_at(data, loc)
-    close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
-    return f'{message}; did you mean "{close[0]}"?' if close else message
-
-
-def _value_at(data: Any, loc: tuple[int | str, ...]) -> Any:
-    for part in loc:
-        inside_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
-        if not (inside_list or (isinstance(data, dict) and part in data)):
-            return None
-        data = data[part]
-    return data
 
 
 # --- pass 5: names that refer to each other ------------------------------------------
@@ -530,13 +435,13 @@ def _cross_check(data: Table, sources: Mapping[str, str], tools: Collection[str]
     refs = _References(data, sources, tools)
     refs.check("default_agent", data.get("default_agent"), "agent")
     for name, agent in _tables(data.get("agents")):
-        where = f"agents.{_join('', name)}"
+        where = f"agents.{join_path('', name)}"
         refs.check(f"{where}.provider", agent.get("provider"), "provider")
         agent_tools = agent.get("tools")
         for index, tool in enumerate(agent_tools if isinstance(agent_tools, list) else []):
             refs.check(f"{where}.tools[{index}]", tool, "tool")
     for name, section in _tables(data.get("adapters")):
-        refs.check(f"adapters.{_join('', name)}.agent", _text(section.get("agent")), "agent")
+        refs.check(f"adapters.{join_path('', name)}.agent", _text(section.get("agent")), "agent")
     bindings = data.get("bindings")
     for index, binding in enumerate(bindings if isinstance(bindings, list) else []):
         if isinstance(binding, dict):
