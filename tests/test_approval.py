@@ -16,7 +16,7 @@ from gateway.delivery import DeliveryOptions
 from gateway.pipeline import Pipeline
 from gateway.policy import AdapterPolicy
 from runtime.agent_runtime import AgentRuntime
-from runtime.history import ToolResultEntry
+from runtime.history import ToolResultEntry, UserEntry
 from runtime.tools import Tool
 from tests.fakes.memory_adapter import MemoryAdapter
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
@@ -60,6 +60,13 @@ class ButtonAdapter(MemoryAdapter):
         return await self.sink.decide(decision)
 
 
+class PlainAdapter(ButtonAdapter):
+    """A platform without buttons: the ApprovalCapable methods are hidden."""
+
+    ask_approval = None  # type: ignore[assignment]
+    settle_approval = None  # type: ignore[assignment]
+
+
 @dataclass(kw_only=True, slots=True)
 class Rig:
     pipeline: Pipeline
@@ -82,7 +89,7 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(**spec: Any) -> AsyncIterator[Rig]:
+async def rig(*, buttons: bool = True, **spec: Any) -> AsyncIterator[Rig]:
     ran: list[dict[str, Any]] = []
 
     async def danger(args: dict[str, Any]) -> str:
@@ -92,7 +99,7 @@ async def rig(**spec: Any) -> AsyncIterator[Rig]:
     tool = Tool(name="danger", description="Does something risky.", handler=danger, approve=True)
     provider = ScriptedProvider()
     runtime = make_runtime(provider, tools=[tool], **spec)
-    adapter = ButtonAdapter()
+    adapter = ButtonAdapter() if buttons else PlainAdapter()
     pipeline = Pipeline(
         runtime,
         {"mem": adapter},
@@ -177,5 +184,23 @@ async def test_steering_and_stop_work_while_waiting() -> None:
         await r.adapter.deliver(dm("/stop"))
         await wait_for(lambda: r.adapter.asked[0].settled is not None)
         assert r.adapter.asked[0].settled == "danger: stopped before an answer."
-        assert r.ran == []
+        # The queued message is not lost: it starts the next run once the stop lands.
+        await r.adapter.wait_for(lambda: "answering the steer" in r.adapter.chat("dm42"))
         await r.idle()
+        assert r.ran == []
+        last = r.provider.requests[-1].messages
+        assert [e.text for e in last if isinstance(e, UserEntry)][-1] == "actually wait"
+
+
+async def test_a_chat_without_buttons_is_told_and_the_call_denied() -> None:
+    async with rig(buttons=False) as r:
+        r.provider.script(Call("danger"))
+        r.provider.script(Text("could not ask"))
+        await r.adapter.deliver(dm("go"))
+        await r.adapter.wait_for(lambda: "could not ask" in r.adapter.chat("dm42"))
+        await r.idle()
+        assert r.ran == []
+        shown = r.adapter.chat("dm42")
+        assert any("wants to run danger" in t and "cannot ask; denied" in t for t in shown)
+        (result,) = r.results()
+        assert "did not allow 'danger'" in result.content

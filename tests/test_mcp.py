@@ -5,6 +5,7 @@ in-memory platform showing what the user sees."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -18,10 +19,12 @@ import pytest
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from gateway.errors import ConfigError
+from runtime.events import ToolCallsStart
 from runtime.history import ToolResultEntry
 from runtime.mcp_tools import McpToolSource
 from runtime.providers.base import ModelRequest
-from tests.fakes.mcp_server import http_server, stdio_command
+from runtime.run import Run
+from tests.fakes.mcp_server import http_server, http_server_process, stdio_command
 from tests.fakes.memory_adapter import MemoryAdapter
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
 from tests.pipeline_helpers import dm
@@ -240,3 +243,37 @@ def test_an_mcp_entry_needs_exactly_one_transport(tmp_path: Path) -> None:
         load_config(path, env={})
     assert "agents.bot.mcp" in str(caught.value)
     assert "set command (a stdio server) or url" in str(caught.value)
+
+
+async def test_an_http_server_killed_mid_call_fails_the_call_at_once(start: Starter) -> None:
+    async with http_server_process() as (url, proc):
+        rig = await start(f'[[agents.bot.mcp]]\nname = "web"\nurl = "{url}"\n')
+        source = rig.source("web")
+        assert source.state == "ready"
+        runtime = rig.gateway.runtime
+        assert runtime is not None
+        started: list[Run] = []
+        runtime.add_run_listener(started.append)
+        rig.provider.script(Call("web__slow", '{"seconds": 30}'))
+        rig.provider.script(Text("the server went away"))
+        await rig.adapter.deliver(dm("be slow"))
+        await wait_for(lambda: bool(started))
+        calling = asyncio.create_task(first_event(started[0], ToolCallsStart))
+        await asyncio.wait_for(calling, 5)
+        proc.kill()
+        done = await asyncio.wait_for(started[0].wait(), 4)  # well before tool_timeout (5 s)
+        assert done.reason == "text"
+        (result,) = tool_results(rig.provider.requests[1])
+        assert result.is_error
+        assert "'web'" in result.content
+        assert "did not finish within" not in result.content, result.content
+        await wait_for(lambda: source.state != "ready", timeout=10)
+        shown = await rig.ask("/tools")
+        assert "web: unavailable" in shown[-1]
+        assert "web__slow" not in shown[-1]
+
+
+async def first_event(run: Run, kind: type[object]) -> None:
+    async for event in run.events():
+        if isinstance(event, kind):
+            return

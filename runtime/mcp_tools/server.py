@@ -190,10 +190,10 @@ class McpToolSource:
                 f"The tool server {self.name!r} failed during the call ({exc}); "
                 "it is restarted if it died."
             ) from exc
-        except (OSError, ConnectionError, EOFError) as exc:
+        except Exception as exc:  # transport errors surface as many types; probe the link
             self._suspect.set()
             raise ToolFailed(
-                f"The tool server {self.name!r} could not be reached ({_describe(exc)})."
+                f"The tool server {self.name!r} failed during the call ({_describe(exc)})."
             ) from exc
         text = result_text(result)
         if result.is_error:

@@ -93,8 +93,9 @@ def stdio_command() -> tuple[str, list[str]]:
 
 
 @contextlib.asynccontextmanager
-async def http_server() -> AsyncIterator[str]:
-    """This server over streamable HTTP in a child process; yields its ``/mcp`` URL."""
+async def http_server_process() -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """This server over streamable HTTP in a child process: its ``/mcp`` URL and the
+    process (a test kills it to crash the server)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -108,11 +109,18 @@ async def http_server() -> AsyncIterator[str]:
         line = await asyncio.wait_for(proc.stdout.readline(), 20)
         if not line.startswith(b"PORT "):
             raise RuntimeError(f"the fake MCP server did not start: {line!r}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}/mcp"
+        yield f"http://127.0.0.1:{int(line.split()[1])}/mcp", proc
     finally:
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def http_server() -> AsyncIterator[str]:
+    """This server over streamable HTTP in a child process; yields its ``/mcp`` URL."""
+    async with http_server_process() as (url, _):
+        yield url
 
 
 def main() -> None:
