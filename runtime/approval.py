@@ -75,6 +75,12 @@ class ApprovalBroker:
     def pending(self) -> list[ApprovalRequest]:
         return [request for request, _ in self._pending.values()]
 
+    def refuse(self, request_id: str) -> None:
+        """Deny on nobody's behalf (the chat cannot show the question)."""
+        entry = self._pending.get(request_id)
+        if entry is not None and not entry[1].done():
+            entry[1].set_result(Verdict(approved=False, by=None))
+
     def decide(self, request_id: str, approved: bool, by: str) -> DecideOutcome:
         entry = self._pending.get(request_id)
         if entry is None or entry[1].done():
