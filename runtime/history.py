@@ -61,6 +61,9 @@ class ToolResultEntry:
     name: str
     content: str
     is_error: bool = False
+    # Images the tool returned (MCP image content); providers that accept images in tool
+    # results send them, the others rely on the note ``content`` carries for each.
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -136,6 +139,7 @@ def entry_to_dict(entry: StoredEntry) -> dict[str, Any]:
                 "name": entry.name,
                 "content": entry.content,
                 "is_error": entry.is_error,
+                **({"images": [_image_dict(i) for i in entry.images]} if entry.images else {}),
             }
         case SummaryEntry():
             return {"kind": "summary", "text": entry.text}
@@ -179,6 +183,10 @@ def entry_from_dict(data: dict[str, Any]) -> StoredEntry:
             name=data["name"],
             content=data["content"],
             is_error=bool(data.get("is_error", False)),
+            images=tuple(
+                Image(media_type=i["media_type"], data_base64=i["data_base64"])
+                for i in data.get("images", [])
+            ),
         )
     if kind == "summary":
         return SummaryEntry(text=data["text"])
@@ -217,3 +225,7 @@ def rebuild_context(stored: list[StoredEntry]) -> list[Entry]:
     retained = before[len(before) - marker.retained :] if marker.retained else []
     after: list[Entry] = [e for e in stored[last + 1 :] if not isinstance(e, CompactMarker)]
     return [SummaryEntry(text=marker.summary), *retained, *after]
+
+
+def _image_dict(image: Image) -> dict[str, str]:
+    return {"media_type": image.media_type, "data_base64": image.data_base64}

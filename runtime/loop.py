@@ -52,7 +52,7 @@ from runtime.providers.base import (
 )
 from runtime.run import Run
 from runtime.storage.base import UsageRecord
-from runtime.tools import Tool, spec_of
+from runtime.tools import Tool, ToolOutput, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class AgentLoop:
         timeout = tool.timeout or self._agent.spec.tool_timeout
         try:
             async with asyncio.timeout(timeout):
-                content = await tool.handler(args)
+                output = await tool.handler(args)
         except TimeoutError:
             log.info("tool %s timed out after %.1fs", call.name, timeout)
             return fail(
@@ -285,7 +285,11 @@ class AgentLoop:
         except Exception as exc:
             log.info("tool %s failed: %s", call.name, type(exc).__name__)
             return fail(f"Error: {exc}")
-        return ToolResultEntry(call_id=call.id, name=call.name, content=content)
+        if isinstance(output, ToolOutput):
+            return ToolResultEntry(
+                call_id=call.id, name=call.name, content=output.text, images=output.images
+            )
+        return ToolResultEntry(call_id=call.id, name=call.name, content=output)
 
     async def _ask_approval(self, call: ToolCall) -> str | None:
         """Wait for the owner's decision; None when approved, else the tool result that

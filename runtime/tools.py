@@ -8,8 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runtime.errors import AgentRuntimeError
+from runtime.history import Image
 
-ToolHandler = Callable[[dict[str, Any]], Awaitable[str]]
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolOutput:
+    """A result with images besides its text (a handler may also return plain text)."""
+
+    text: str
+    images: tuple[Image, ...] = ()
+
+
+ToolHandler = Callable[[dict[str, Any]], Awaitable[str | ToolOutput]]
 
 
 class ToolFailed(AgentRuntimeError):

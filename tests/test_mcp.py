@@ -6,6 +6,7 @@ in-memory platform showing what the user sees."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -20,11 +21,12 @@ from gateway.app import Gateway
 from gateway.config_loader import load_config
 from gateway.errors import ConfigError
 from runtime.events import ToolCallsStart
-from runtime.history import ToolResultEntry
+from runtime.history import ToolResultEntry, entry_from_dict, entry_to_dict
 from runtime.mcp_tools import McpToolSource
+from runtime.providers.anthropic import to_messages as anthropic_messages
 from runtime.providers.base import ModelRequest
 from runtime.run import Run
-from tests.fakes.mcp_server import http_server, http_server_process, stdio_command
+from tests.fakes.mcp_server import PIXEL, http_server, http_server_process, stdio_command
 from tests.fakes.memory_adapter import MemoryAdapter
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
 from tests.pipeline_helpers import dm
@@ -175,6 +177,13 @@ async def test_http_server_gets_headers_interpolated_from_the_environment(
         whoami, picture = tool_results(second)
         assert whoami.content == "sekrit-123"
         assert picture.content.startswith("[image: image/png")
+        (image,) = picture.images
+        assert image.media_type == "image/png"
+        assert base64.b64decode(image.data_base64) == PIXEL
+        blocks = anthropic_messages([picture])[0]["content"][0]["content"]
+        assert [b["type"] for b in blocks] == ["text", "image"]
+        assert blocks[1]["source"]["data"] == image.data_base64
+        assert entry_from_dict(entry_to_dict(picture)) == picture  # storage keeps it
 
 
 async def test_allow_list_keeps_only_the_named_tools(start: Starter) -> None:

@@ -26,8 +26,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
+from runtime.history import Image
 from runtime.mcp_tools.spec import McpServerSpec, tool_name_for
-from runtime.tools import Tool, ToolFailed
+from runtime.tools import Tool, ToolFailed, ToolOutput
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class McpToolSource:
     def _tool(self, listed: types.Tool) -> Tool:
         remote = listed.name
 
-        async def handler(args: dict[str, Any]) -> str:
+        async def handler(args: dict[str, Any]) -> ToolOutput:
             return await self.call(remote, args)
 
         return Tool(
@@ -175,7 +176,7 @@ class McpToolSource:
             source=f"mcp:{self.name}",
         )
 
-    async def call(self, remote: str, args: dict[str, Any]) -> str:
+    async def call(self, remote: str, args: dict[str, Any]) -> ToolOutput:
         client = self._client
         if client is None or self.state != "ready":
             raise ToolFailed(
@@ -198,7 +199,12 @@ class McpToolSource:
         text = result_text(result)
         if result.is_error:
             raise ToolFailed(text or f"The tool {remote!r} reported an error.")
-        return text
+        images = tuple(
+            Image(media_type=block.mime_type, data_base64=block.data)
+            for block in result.content
+            if isinstance(block, types.ImageContent)
+        )
+        return ToolOutput(text=text, images=images)
 
 
 def result_text(result: types.CallToolResult) -> str:

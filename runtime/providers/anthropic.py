@@ -110,11 +110,24 @@ def _blocks(entry: Entry) -> list[dict[str, Any]]:
                 for c in entry.tool_calls
             ]
         case ToolResultEntry():
+            content: str | list[dict[str, Any]] = entry.content
+            if entry.images:  # tool results may carry images here (not on OpenAI)
+                content = _text_block(entry.content) + [
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": image.media_type,
+                            "data": image.data_base64,
+                        },
+                    }
+                    for image in entry.images
+                ]
             return [
                 {
                     "type": "tool_result",
                     "tool_use_id": entry.call_id,
-                    "content": entry.content,
+                    "content": content,
                     "is_error": entry.is_error,
                 }
             ]
