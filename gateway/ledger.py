@@ -14,11 +14,11 @@ import asyncio
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 from adapters.base import ChatTarget, InboundMessage
+from adapters.common.memory import Recent
 from runtime.storage.base import InboxRecord, InboxState, Storage
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def decode(record: InboxRecord) -> InboundMessage:
 class Ledger:
     def __init__(self, storage: Storage | None) -> None:
         self._storage = storage
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = Recent(MEMORY_IDS)
         self._batch: list[tuple[InboxRecord, asyncio.Future[bool]]] = []
 
     @property
@@ -102,7 +102,7 @@ class Ledger:
         """True when the message is new (now recorded), False for a duplicate."""
         key = inbox_id(message)
         if self._storage is None:
-            return self._remember(key)
+            return self._seen.add(key)
         record = InboxRecord(
             id=key,
             platform=message.platform,
@@ -115,14 +115,6 @@ class Ledger:
             asyncio.get_running_loop().call_soon(self._flush_soon)
         self._batch.append((record, future))
         return await future
-
-    def _remember(self, key: str) -> bool:
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        if len(self._seen) > MEMORY_IDS:
-            self._seen.popitem(last=False)
-        return True
 
     def _flush_soon(self) -> None:
         batch, self._batch = self._batch, []
