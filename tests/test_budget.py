@@ -69,3 +69,21 @@ async def test_decorations_are_skipped_while_blocked_and_long_renames_are_skippe
     assert await budget.call("chat", "typing", never) is None
     assert await budget.call("chat", "react", never) is None
     assert await asyncio.wait_for(budget.call("chat", "rename", never), 1.0) is None
+
+
+async def test_repeated_429s_without_retry_after_back_off_instead_of_hammering() -> None:
+    budget = OutboundBudget(Metrics(), platform="p")
+    calls: list[float] = []
+
+    async def send() -> str:
+        calls.append(time.monotonic())
+        if len(calls) <= 3:
+            raise RateLimited(0)  # a platform that says "retry now", three times
+        return "sent"
+
+    assert await budget.call("chat", "send", send) == "sent"
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    # the shared backoff: 0.05 s doubling, jittered down by at most half
+    assert gaps[0] >= 0.025
+    assert gaps[2] >= 0.1
+    assert sum(gaps) < 2.0
