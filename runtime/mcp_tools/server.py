@@ -26,6 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
+from runtime.backoff import Backoff
 from runtime.history import Image
 from runtime.mcp_tools.spec import McpServerSpec, tool_name_for
 from runtime.tools import Tool, ToolFailed, ToolOutput
@@ -94,7 +95,7 @@ class McpToolSource:
             if time.monotonic() - started > self.spec.backoff_max:
                 attempt = 0  # a session that lasted is a fresh start, not a retry
             attempt += 1
-            delay = min(self.spec.backoff_base * 2 ** (attempt - 1), self.spec.backoff_max)
+            delay = Backoff(base=self.spec.backoff_base, cap=self.spec.backoff_max).delay(attempt)
             log.info("MCP server %s: reconnect attempt %d in %.1fs", self.name, attempt, delay)
             self.detail = f"restarting in {delay:.0f}s"
             await asyncio.sleep(delay)
