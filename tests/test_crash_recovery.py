@@ -2,8 +2,12 @@
 
 The first test runs the real `agent-gateway` process against the fake Telegram Bot API
 and the fake OpenAI-compatible server, SIGKILLs it while a reply is streaming, starts a
-second process on the same storage and checks the message is answered exactly once. The
-second test checks, in process, that a message older than the recovery window gets the
+second process on the same storage and checks the message is answered exactly once:
+with the update confirmed to Telegram before the crash (only the durable inbox brings it
+back) and with Telegram delivering it again too (the inbox must also drop the duplicate).
+Exactly once is judged after the second process has exited, so nothing is still on its
+way: one final message per question, two model calls for it (the killed one and the
+redone one, carrying it once), two runs. The last test checks, in process, that a message older than the recovery window gets the
 "restarted" note once instead of an answer.
 """
 
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -19,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiosqlite
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.ledger import encode, inbox_id
+from gateway.metrics import PREFIX as METRICS_PREFIX
 from gateway.pipeline import RECOVERY_WINDOW, RESTARTED_NOTE
 from runtime.storage.base import InboxRecord
 from runtime.storage.sqlite import SqliteStorage
@@ -111,6 +119,24 @@ class Gateways:
             )
         self.procs.append(proc)
         return proc
+
+    async def counters(self, n: int) -> dict[str, float]:
+        """The Telegram counters on the /metrics page of the ``n``-th gateway."""
+        log = (self.directory / f"gateway-{n}.log").read_text()
+        found = re.search(r"HTTP server listening on (http://\S+)", log)
+        assert found is not None, log
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{found[1]}/metrics") as response,
+        ):
+            page = await response.text()
+        counts: dict[str, float] = {}
+        for family in text_string_to_metric_families(page):
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("adapter") == "telegram":
+                    name = sample.name.removeprefix(METRICS_PREFIX).removesuffix("_total")
+                    counts[name] = sample.value
+        return counts
 
     def logs(self) -> str:
         parts = []
@@ -228,14 +254,22 @@ async def kill_mid_reply(gateways: Gateways, chat: int, user: JSON) -> str:
     return f"telegram:{chat}:{sent['message_id']}"
 
 
+@pytest.mark.parametrize("redelivered", [False, True], ids=["confirmed", "redelivered"])
 async def test_a_gateway_killed_mid_reply_answers_once_after_restart(
-    tmp_path: Path, telegram: FakeTelegram, llm_server: FakeLLMServer, gateways: Gateways
+    tmp_path: Path,
+    telegram: FakeTelegram,
+    llm_server: FakeLLMServer,
+    gateways: Gateways,
+    redelivered: bool,
 ) -> None:
     alice = telegram.make_user("Alice", username="alice_w")
     chat = telegram.private_chat(alice)
     key = await kill_mid_reply(gateways, chat, alice)
     assert await inbox_states(tmp_path / "gateway.db") == {key: "accepted"}, gateways.logs()
     assert telegram.sent_messages(chat) == []  # drafts only: no message was sent yet
+    if redelivered:  # Telegram sends it again too, as when a crash beat the confirmation
+        [update] = [u for u in telegram.all_updates if "message" in u]
+        telegram.redeliver(update["update_id"])
 
     second = await gateways.start()
     await until(
@@ -250,6 +284,16 @@ async def test_a_gateway_killed_mid_reply_answers_once_after_restart(
         lambda: len(telegram.sent_messages(chat)) >= 2,
         STEP_TIMEOUT,
     )
+    counts = await gateways.counters(2)
+    assert counts.get("duplicates_dropped", 0) == (1 if redelivered else 0), counts
+    await until("every update confirmed", gateways, lambda: not telegram.pending_updates, 5)
+
+    second.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = await waited("the second gateway to stop", gateways, second.wait(), SHUTDOWN_GRACE + 5)
+    assert code == 0, gateways.logs()
+    assert time.monotonic() - started < SHUTDOWN_GRACE + 5
+    # Both gateways are gone: what the chat and the model saw is now final.
     texts = [m.text for m in telegram.sent_messages(chat)]
     assert texts == [echoed(llm_server, ASKED), echoed(llm_server, "thanks")], gateways.logs()
     calls = run_requests(llm_server, ASKED)
@@ -257,13 +301,7 @@ async def test_a_gateway_killed_mid_reply_answers_once_after_restart(
     killed, redone = calls
     # Redone once: the redone call carries the message once (not also steered in again).
     assert user_texts(redone).count(user_texts(killed)[-1]) == 1, user_texts(redone)
-    assert llm_server.pending_scripts == 0
-
-    second.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    code = await waited("the second gateway to stop", gateways, second.wait(), SHUTDOWN_GRACE + 5)
-    assert code == 0, gateways.logs()
-    assert time.monotonic() - started < SHUTDOWN_GRACE + 5
+    assert counts["runs"] == 2, counts  # the recovered message and "thanks", once each
     states = await inbox_states(tmp_path / "gateway.db")
     assert states[key] == "answered"
     assert set(states.values()) == {"answered"}, states
