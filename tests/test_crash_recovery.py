@@ -7,8 +7,8 @@ with the update confirmed to Telegram before the crash (only the durable inbox b
 back) and with Telegram delivering it again too (the inbox must also drop the duplicate).
 Exactly once is judged after the second process has exited, so nothing is still on its
 way: one final message per question, two model calls for it (the killed one and the
-redone one, carrying it once), two runs. The last test checks, in process, that a message older than the recovery window gets the
-"restarted" note once instead of an answer.
+redone one, carrying it once), two runs. The last test checks, in process, that a
+message older than the recovery window gets the "restarted" note once, not an answer.
 """
 
 from __future__ import annotations
