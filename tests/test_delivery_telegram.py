@@ -72,3 +72,15 @@ async def test_a_final_text_that_never_lands_says_so_in_one_sentence(
         r.provider.script(Text("an answer that cannot land"))
         fake.user_sends(chat, alice, "hello")
         await wait_for(lambda: texts(fake, chat) == [UNDELIVERED], timeout=10)
+
+
+async def test_delete_removes_the_bots_message(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as r:
+        target = ChatTarget(platform="telegram", chat_id=str(chat))
+        await r.adapter.send(target, "kept", markup=False)
+        spilled = await r.adapter.send(target, "spilled", markup=False)
+        await r.adapter.delete(spilled)
+        assert texts(fake, chat) == ["kept"]

@@ -662,3 +662,15 @@ async def test_command_sync_failure_is_not_fatal(tmp_path: Path, world: World) -
         await fake.user_sends(dm.id, alice, "/new")
         await fake.wait_for(lambda: bot_says(fake, dm.id) == ["Started a new conversation."])
     assert fake.commands == []
+
+
+async def test_delete_removes_the_bots_message(tmp_path: Path, world: World) -> None:
+    fake, alice = world.fake, world.alice
+    dm = fake.open_dm(alice)
+    target = ChatTarget(platform="discord", chat_id=str(dm.id))
+    async with running(tmp_path, fake) as r:
+        await r.adapter.send(target, "kept", markup=True)
+        spilled = await r.adapter.send(target, "spilled", markup=True)
+        await r.adapter.delete(spilled)
+        assert bot_says(fake, dm.id) == ["kept"]
+        assert fake.deleted_messages == [int(spilled.message_id)]

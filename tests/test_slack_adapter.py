@@ -90,9 +90,9 @@ class Harness:
         assert pipeline is not None
         original = pipeline.handle
 
-        async def spy(message: InboundMessage) -> None:
+        async def spy(message: InboundMessage) -> bool:
             self.handled.append(message)
-            await original(message)
+            return await original(message)
 
         pipeline.handle = spy  # type: ignore[method-assign]
 
@@ -687,3 +687,13 @@ async def test_stream_finished_at_once_uses_one_stream(
     (message,) = fake.bot_messages(DM, stream_target.thread_id)
     assert (message.text, message.streaming) == ("all at once", False)
     assert [c.method for c in fake.calls] == ["chat.startStream", "chat.stopStream"]
+
+
+async def test_delete_removes_the_bots_message(start: Start) -> None:
+    slack = await start()
+    target = ChatTarget(platform="slack", chat_id=DM)
+    await slack.adapter.send(target, "kept", markup=True)
+    spilled = await slack.adapter.send(target, "spilled", markup=True)
+    await slack.adapter.delete(spilled)
+    assert [m.text for m in slack.fake.bot_messages(DM) if m.text != "kept"] == []
+    assert slack.fake.deleted == [(DM, spilled.message_id)]
