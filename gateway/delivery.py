@@ -26,6 +26,7 @@ from adapters.errors import DeliveryError, RateLimited
 from gateway.budget import OutboundBudget
 from gateway.metrics import Metrics
 from gateway.reply_messages import ReplyMessages
+from runtime.backoff import Backoff, log_retry
 from runtime.events import (
     ApprovalRequested,
     ApprovalResolved,
@@ -62,6 +63,7 @@ NO_REPLY = "(no reply)"
 MAX_ITERATIONS_NOTE = "I stopped after too many steps without a final answer."
 STOPPED_NOTE = "(stopped)"
 FINAL_ATTEMPTS = 3
+FLUSH_BACKOFF = Backoff(base=0.25, cap=2.0)  # a failed edit is retried this way
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -211,14 +213,15 @@ class ReplyRenderer:
                 await self._flush(final=final)
             except DeliveryError as exc:
                 failures += 1
-                log.warning("delivery to %s failed (attempt %d): %s", self._key, failures, exc)
                 if final:
                     final_failures += 1
                     if final_failures >= FINAL_ATTEMPTS:
-                        log.error("gave up delivering the final text to %s", self._key)
+                        log.error("gave up delivering the final text to %s: %s", self._key, exc)
                         await self._messages.give_up()
                         return
-                await asyncio.sleep(min(2.0, 0.25 * failures))
+                delay = FLUSH_BACKOFF.delay(failures)
+                log_retry(log, f"delivery to {self._key}", str(exc), attempt=failures, delay=delay)
+                await asyncio.sleep(delay)
                 self._dirty.set()  # the text is not shown yet: try again
                 continue
             if final and not self._dirty.is_set():
