@@ -119,7 +119,7 @@ async def main() -> None:
         adapter = CountingAdapter()
         pipeline = Pipeline(
             runtime,
-            {"mem": adapter},  # type: ignore[dict-item]
+            {"mem": adapter},
             {"mem": AdapterPolicy(name="mem", access="open", edit_interval=0.0)},
             default_agent="bot",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.lanes import Lanes
+from tests.runtime_helpers import wait_for
 
 
 async def test_a_lane_keeps_arrival_order_and_chats_do_not_wait_on_each_other() -> None:
@@ -22,9 +23,7 @@ async def test_a_lane_keeps_arrival_order_and_chats_do_not_wait_on_each_other() 
     lanes.put("a", ("a", "second"))
     lanes.put("b", ("b", "quick"))
     # chat b is answered while chat a is still busy with its first message
-    async with asyncio.timeout(5):
-        while done != ["b:quick"]:
-            await asyncio.sleep(0)
+    await wait_for(lambda: done == ["b:quick"])
     slow_chat_may_go.set()
     assert await lanes.join(5)
     assert done == ["b:quick", "a:slow", "a:second"]
