@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from adapters.text.plain import to_plain_text
 
-__all__ = ["TextFormat", "identity", "plain_length"]
+__all__ = ["Counter", "TextFormat", "identity", "plain_length"]
+
+
+class Counter(Protocol):
+    """A message's length as the platform counts it; ``markup`` says whether ``text``
+    is the platform's markup (counted as shown) or plain text."""
+
+    def __call__(self, text: str, /, *, markup: bool) -> int: ...
 
 
 def identity(text: str) -> str:
@@ -32,14 +40,11 @@ class TextFormat:
     limit: int
     markup: Callable[[str], str]
     plain: Callable[[str], str] = to_plain_text
-    counter: Callable[..., int] = plain_length  # (text, *, markup: bool) -> int
+    counter: Counter = plain_length
 
     def render(self, md: str, *, markup: bool = True) -> str:
         return self.markup(md) if markup else self.plain(md)
 
     def measure(self, text: str, *, markup: bool = True) -> int:
         """``text`` (as rendered) measured the way the platform checks its limit."""
-        return int(self.counter(text, markup=markup))
-
-    def fits(self, md: str, *, markup: bool = True) -> bool:
-        return self.measure(self.render(md, markup=markup), markup=markup) <= self.limit
+        return self.counter(text, markup=markup)
