@@ -35,6 +35,7 @@ from gateway.wiring import (
     enabled_sections,
     mcp_specs,
     policy,
+    secret,
 )
 from runtime.agent_runtime import AgentRuntime
 from runtime.agents import AgentRegistry
@@ -59,7 +60,7 @@ def build_storage(config: StorageConfig) -> Storage:
     # Imported here so SQLite deployments never load psycopg.
     from runtime.storage.postgres import PostgresStorage
 
-    return PostgresStorage(config.url.get_secret_value())
+    return PostgresStorage(secret(config.url))
 
 
 class Gateway:
