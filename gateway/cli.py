@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "check":
         _write(sys.stdout, describe(config))
+        for line in exposure_warnings(config):
+            _write(sys.stdout, line)
         return EXIT_OK
     if args.command == "doctor":
         return _doctor(config)

@@ -324,6 +324,9 @@ def test_run_warns_when_the_web_chat_listens_beyond_loopback(
 
     err = capsys.readouterr().err
     assert ("listens beyond this machine with no login" in err) is warned
+    assert main(["check", "-c", str(DEFAULT)]) == 0
+    out = capsys.readouterr().out
+    assert ("listens beyond this machine with no login" in out) is warned
 
 
 def test_run_with_invalid_config_exits_2_before_serving(
