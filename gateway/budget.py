@@ -60,12 +60,12 @@ class OutboundBudget:
         chat = self._chats.get(key)
         if chat is None:
             if len(self._chats) > 10_000:
-                self._forget_idle()
+                self.forget_idle()
             chat = self._chats[key] = _Chat()
         chat.last_used = self._clock()
         return chat
 
-    def _forget_idle(self) -> None:
+    def forget_idle(self) -> None:
         horizon = self._clock() - 600
         for key in [k for k, c in self._chats.items() if c.last_used < horizon]:
             del self._chats[key]
