@@ -96,6 +96,7 @@ async def test_tools_are_looked_up_per_agent_and_sent_to_the_model() -> None:
 
 async def test_get_time_returns_an_iso_timestamp() -> None:
     text = await GET_TIME.handler({})
+    assert isinstance(text, str)
     parsed = dt.datetime.fromisoformat(text)
     assert parsed.tzinfo is not None
     assert abs((dt.datetime.now(dt.UTC) - parsed).total_seconds()) < 60
