@@ -221,5 +221,8 @@ def collect_secrets(config: GatewayConfig) -> list[str]:
         for key in ("token", "bot_token", "app_token", "signing_secret", "webhook_secret"):
             found.append(secret(getattr(section, key, None)))
     for agent in config.agents.values():
-        found.extend(secret(v) for server in agent.mcp for v in server.headers.values())
+        for server in agent.mcp:
+            found.extend(secret(v) for v in server.headers.values())
+            # A stdio server's environment is where its API keys usually go.
+            found.extend(v for v in server.env.values() if len(v) >= 8)
     return [s for s in found if s]

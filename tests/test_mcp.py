@@ -20,6 +20,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from gateway.errors import ConfigError
+from gateway.wiring import collect_secrets
 from runtime.events import ToolCallsStart
 from runtime.history import ToolResultEntry, entry_from_dict, entry_to_dict
 from runtime.mcp_tools import McpToolSource
@@ -286,3 +287,31 @@ async def first_event(run: Run, kind: type[object]) -> None:
     async for event in run.events():
         if isinstance(event, kind):
             return
+
+
+def test_approve_must_name_a_tool_of_the_agent(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    config = BASE.format(db='"db.sqlite"').replace(
+        "tool_timeout = 5", 'tool_timeout = 5\napprove = ["get_time", "files__write", "shell"]'
+    )
+    path.write_text(config + stdio_entry(name="files"), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert "'shell' is neither one of this agent's tools" in str(caught.value)
+    path.write_text(config.replace(', "shell"', "") + stdio_entry(name="files"), "utf-8")
+    assert load_config(path, env={}).agents["bot"].approve == ["get_time", "files__write"]
+
+
+def test_mcp_header_and_env_values_are_redacted_from_logs(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    entry = stdio_entry(env={"API_KEY": "env-secret-123"}) + textwrap.dedent(
+        """
+        [[agents.bot.mcp]]
+        name = "web"
+        url = "http://127.0.0.1:1/mcp"
+        headers = { Authorization = "Bearer ${TOKEN}" }
+        """
+    )
+    path.write_text(BASE.format(db='"db.sqlite"') + entry, encoding="utf-8")
+    secrets = collect_secrets(load_config(path, env={"TOKEN": "tok-456789"}))
+    assert {"env-secret-123", "Bearer tok-456789"} <= set(secrets)
