@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ from runtime.providers.base import (
     ToolCallStarted,
     UsageReport,
 )
+from runtime.providers.body import StreamBroken
 from runtime.providers.http_retry import RetryPolicy
 from runtime.providers.openai import OpenAIProvider, _Parser
 from runtime.tools import ToolSpec
@@ -545,3 +547,34 @@ async def test_sse_split_anywhere_and_crlf_lines_parse_the_same() -> None:
             events.extend(parser.feed(body[start : start + size]))
         events.extend(parser.finish())
         assert events == [TextChunk(text="h\u00e9"), TextChunk(text="llo")], size
+
+
+async def test_a_compressed_stream_is_decoded() -> None:
+    body = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"zipped"}}]}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+        return httpx.Response(200, headers=headers, content=gzip.compress(body))
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    provider = OpenAIProvider("openai", base_url="http://model.test/v1", api_key="", client=client)
+    try:
+        events = await collect(provider, ask())
+    finally:
+        await client.aclose()
+
+    assert events == [
+        TextChunk(text="zipped"),
+        UsageReport(prompt_tokens=3, completion_tokens=1),
+    ]
+
+
+@pytest.mark.parametrize("data", [b'{"a": 1} trailing', b"[1, 2]", b"\xff{}", b'{"a": '], ids=str)
+def test_payloads_that_are_not_one_json_object_break_the_stream(data: bytes) -> None:
+    parser = _Parser()
+    with pytest.raises(StreamBroken):
+        parser.feed(b"data: " + data + b"\n\n")

@@ -19,6 +19,8 @@ from typing import Any
 from runtime.providers.base import ProviderEvent
 
 _DETAIL_LIMIT = 300
+# Bound once: ``json.loads`` would detect the encoding and build a decoder per call.
+_DECODER = json.JSONDecoder()
 
 
 class StreamBroken(Exception):
@@ -42,12 +44,17 @@ def clip(text: str) -> str:
 
 
 def load_json(data: bytes | str) -> dict[str, Any]:
-    """A payload as a JSON object, or ``StreamBroken``."""
+    """A payload (UTF-8, as SSE is) as a JSON object, or ``StreamBroken``."""
     try:
-        value = json.loads(data)
-    except ValueError as exc:
+        text = data.decode() if isinstance(data, bytes) else data
+        if text[:1].isspace():
+            text = text.lstrip()
+        value, end = _DECODER.raw_decode(text)
+        if end != len(text) and not text[end:].isspace():
+            raise ValueError("extra data after the JSON value")
+    except ValueError as exc:  # UnicodeDecodeError included
         raise StreamBroken(f"malformed JSON in the stream ({_shown(data)})") from exc
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise StreamBroken(f"unexpected JSON in the stream ({_shown(data)})")
     return value
 
@@ -70,6 +77,18 @@ class SseDecoder:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        if (
+            not self._buffer
+            and not self._data
+            and chunk[:6] == b"data: "
+            and chunk[-2:] == b"\n\n"
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            # The usual network chunk: exactly one complete one-line event.
+            name = self._event.decode() if self._event else "message"
+            self._event = b""
+            return [(name or "message", chunk[6:-2])]
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             buffer = _normalise_newlines(buffer)

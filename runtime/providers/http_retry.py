@@ -103,7 +103,7 @@ async def stream_with_retries(
             async with _slot(limiter), opened as resp:
                 if resp.status_code == 200:
                     parser = new_parser()
-                    chunks = resp.aiter_bytes()
+                    chunks = _body_chunks(resp)
                     # The hot path: one pass per network chunk, no generator per layer.
                     async for chunk in chunks:
                         for event in parser.feed(chunk):
@@ -143,6 +143,13 @@ def _retry_notice(
         attempts=policy.max_retries + 1,
     )
     return RetryNotice(attempt=attempt, delay=delay, cause=retry.cause)
+
+
+def _body_chunks(resp: httpx.Response) -> AsyncIterator[bytes]:
+    # An uncompressed body (the usual SSE answer) skips httpx's decoder and re-chunker.
+    if resp.headers.get("content-encoding", "identity") == "identity":
+        return resp.aiter_raw()
+    return resp.aiter_bytes()
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:

@@ -149,7 +149,7 @@ class _Parser(BodyParser):
         self.usage: UsageReport | None = None
 
     def on_event(self, event: str, data: bytes, out: list[ProviderEvent]) -> None:
-        if data == b"[DONE]" or data.strip() == b"[DONE]":
+        if data[:1] != b"{" and data.strip() == b"[DONE]":
             self.done = True
             return
         chunk = load_json(data)
