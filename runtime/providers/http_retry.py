@@ -4,7 +4,7 @@
 event. A provider hands it the request and a parser factory; the parser
 (``body.BodyParser``) turns body bytes into events and raises ``StreamBroken`` for a
 malformed or truncated stream. Connect errors, timeouts, 429, 5xx and retryable stream
-breaks are retried only until the first event has been yielded, each retry announced by
+breaks are retried only until the first content event has been yielded, each announced by
 a ``RetryNotice`` before its backoff; after that any failure becomes
 ``ProviderStreamError`` so the caller keeps what it already streamed. ``failures``
 converts every httpx exception and error status into a typed ``ProviderError``.
