@@ -5,6 +5,7 @@ fake Bot API; the question carries an inline keyboard and a press arrives as a
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.runtime_helpers import wait_for
 
 JSON = dict[str, Any]
+SECRET = "hook-secret_42"
 
 
 @pytest.fixture
@@ -36,8 +38,8 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, fake: FakeTelegram, approval_timeout: float = 30
-) -> AsyncIterator[ScriptedProvider]:
+    tmp_path: Path, fake: FakeTelegram, approval_timeout: float = 30, extra: str = ""
+) -> AsyncIterator[tuple[ScriptedProvider, Gateway]]:
     path = tmp_path / "gateway.toml"
     path.write_text(
         f"""
@@ -65,6 +67,7 @@ base_url = "{fake.base_url}"
 base_file_url = "{fake.base_file_url}"
 access = "open"
 edit_interval = 0.05
+{extra}
 """,
         encoding="utf-8",
     )
@@ -78,7 +81,7 @@ edit_interval = 0.05
     await gateway.start()
     try:
         await wait_for(lambda: adapter.state == "connected")
-        yield provider
+        yield provider, gateway
     finally:
         await gateway.stop()
 
@@ -109,7 +112,7 @@ def last_result(provider: ScriptedProvider) -> ToolResultEntry:
 async def test_inline_keyboard_only_the_owner_decides(tmp_path: Path, fake: FakeTelegram) -> None:
     alice, bob = fake.make_user("Alice"), fake.make_user("Bob")
     chat = fake.private_chat(alice)
-    async with running(tmp_path, fake) as provider:
+    async with running(tmp_path, fake) as (provider, _gateway):
         provider.script(Call("get_time", '{"timezone": "UTC"}'))
         provider.script(Text("Here is the time."))
         fake.user_sends(chat, alice, "what time is it?")
@@ -139,7 +142,7 @@ async def test_inline_keyboard_only_the_owner_decides(tmp_path: Path, fake: Fake
 async def test_no_press_before_the_timeout_is_a_denial(tmp_path: Path, fake: FakeTelegram) -> None:
     alice = fake.make_user("Alice")
     chat = fake.private_chat(alice)
-    async with running(tmp_path, fake, approval_timeout=0.3) as provider:
+    async with running(tmp_path, fake, approval_timeout=0.3) as (provider, _gateway):
         provider.script(Call("get_time"))
         provider.script(Text("No time for you."))
         fake.user_sends(chat, alice, "time?")
@@ -154,3 +157,32 @@ async def test_no_press_before_the_timeout_is_a_denial(tmp_path: Path, fake: Fak
         result = last_result(provider)
         assert result.is_error
         assert "nobody approved 'get_time' within 0.3 seconds" in result.content
+
+
+async def test_webhook_mode_takes_button_presses_too(tmp_path: Path, fake: FakeTelegram) -> None:
+    alice = fake.make_user("Alice")
+    chat = fake.private_chat(alice)
+    public = "https://gateway.example/telegram/webhook"
+    extra = f'mode = "webhook"\nwebhook_secret = "{SECRET}"\nwebhook_url = "{public}"'
+    async with running(tmp_path, fake, extra=extra) as (provider, gateway):
+        await fake.wait_for(lambda: fake.webhook_url == public)
+        (set_webhook,) = [c for c in fake.calls("setWebhook") if c.status == 200]
+        allowed = set_webhook.params["allowed_updates"]
+        assert "callback_query" in (json.loads(allowed) if isinstance(allowed, str) else allowed)
+        server = gateway.server
+        assert server is not None
+        url = f"{server.url}/telegram/webhook"
+        provider.script(Call("get_time"))
+        provider.script(Text("Done via webhook."))
+        update = {"update_id": 1, "message": fake.user_sends(chat, alice, "time?")}
+        assert await fake.deliver_webhook(url, update, secret_token=SECRET) == 200
+        asked = await fake.wait_for(lambda: question(fake, chat))
+        query_id = fake.user_presses(chat, alice, asked["message_id"], buttons(asked)[0][1])
+        press = next(u for u in fake.all_updates if "callback_query" in u)
+        assert press["callback_query"]["id"] == query_id
+        assert await fake.deliver_webhook(url, press, secret_token=SECRET) == 200
+        await fake.wait_for(lambda: query_id in fake.callback_answers)
+        assert fake.callback_answers[query_id]["text"] == "Approved."
+        await fake.wait_for(
+            lambda: "Done via webhook." in [m.text for m in fake.sent_messages(chat)]
+        )
