@@ -242,7 +242,7 @@ async def test_tools_command_lists_what_the_agent_can_use(start: Starter) -> Non
     (text,) = await rig.ask("/tools")
     assert "- fake__add: Add two integers." in text
     assert "- fake__crash (asks for approval)" in text
-    assert "fake: ready, 7 tools" in text
+    assert "fake: ready, 8 tools" in text
 
 
 def test_an_mcp_entry_needs_exactly_one_transport(tmp_path: Path) -> None:
@@ -315,3 +315,20 @@ def test_mcp_header_and_env_values_are_redacted_from_logs(tmp_path: Path) -> Non
     path.write_text(BASE.format(db='"db.sqlite"') + entry, encoding="utf-8")
     secrets = collect_secrets(load_config(path, env={"TOKEN": "tok-456789"}))
     assert {"env-secret-123", "Bearer tok-456789"} <= set(secrets)
+
+
+async def test_a_changed_tool_list_is_picked_up_without_waiting_for_the_probe(
+    start: Starter,
+) -> None:
+    rig = await start(stdio_entry())
+    source = rig.source("fake")
+    assert source.spec.ping_interval > 10  # so only the notification can explain it
+    rig.provider.script(Call("fake__grow", '{"name": "sprout"}'))
+    rig.provider.script(Text("grown"))
+    assert (await rig.ask("grow a tool"))[-1] == "grown"
+    await wait_for(lambda: any(t.name == "fake__sprout" for t in source.tools()))
+    rig.provider.script(Call("fake__sprout"))
+    rig.provider.script(Text("used it"))
+    assert (await rig.ask("use it"))[-1] == "used it"
+    assert "fake__sprout" in tool_names(rig.provider.requests[2])
+    assert tool_results(rig.provider.requests[3])[-1].content == "I am sprout"

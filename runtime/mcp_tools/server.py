@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import mcp_types as types
 from mcp import Client
+from mcp.client import IncomingMessage
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -108,7 +109,9 @@ class McpToolSource:
 
     async def _session(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            client = Client(self._transport(stack), mode="legacy")
+            client = Client(
+                self._transport(stack), mode="legacy", message_handler=self._on_message
+            )
             async with asyncio.timeout(self.spec.connect_timeout):
                 await stack.enter_async_context(client)
                 listed = await self._list(client)
@@ -131,6 +134,11 @@ class McpToolSource:
         return StdioServerParameters(
             command=spec.command, args=list(spec.args), env=dict(spec.env) or None, cwd=spec.cwd
         )
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        """A changed tool list, or trouble the session saw: probe (and re-list) now."""
+        if isinstance(message, types.ToolListChangedNotification | Exception):
+            self._suspect.set()
 
     @staticmethod
     async def _list(client: Client) -> list[types.Tool]:

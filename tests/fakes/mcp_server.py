@@ -56,6 +56,16 @@ def picture() -> Image:
     return Image(data=PIXEL, format="png")
 
 
+@server.tool(description="Add a tool named NAME, then tell the client the list changed.")
+async def grow(name: str, ctx: Context) -> str:
+    def grown() -> str:
+        return f"I am {name}"
+
+    server.add_tool(grown, name=name, description=f"A tool added at run time ({name}).")
+    await ctx.session.send_tool_list_changed()
+    return f"added {name}"
+
+
 @server.tool(description="The value of FAKE_MCP_MARK in the server's environment.")
 def env_mark() -> str:
     return os.environ.get("FAKE_MCP_MARK", "")
