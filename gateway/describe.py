@@ -107,6 +107,11 @@ def _agent(agent: AgentConfig) -> str:
         parts.append(f"system prompt from {agent.system_prompt_file}")
     elif not agent.system_prompt:
         parts.append("no system prompt")
+    if agent.mcp:  # the servers, never their headers or environment (secrets)
+        servers = [f"{m.name} ({'stdio' if m.command else 'http'})" for m in agent.mcp]
+        parts.append(f"MCP servers [{', '.join(servers)}]")
+    if agent.approve:
+        parts.append(f"asks before [{', '.join(agent.approve)}]")
     return ", ".join(parts)
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config_loader import load_config
+from gateway.describe import describe
 from gateway.errors import ConfigError
 from gateway.wiring import collect_secrets
 from runtime.events import ToolCallsStart
@@ -332,3 +333,16 @@ async def test_a_changed_tool_list_is_picked_up_without_waiting_for_the_probe(
     assert (await rig.ask("use it"))[-1] == "used it"
     assert "fake__sprout" in tool_names(rig.provider.requests[2])
     assert tool_results(rig.provider.requests[3])[-1].content == "I am sprout"
+
+
+def test_check_lists_the_mcp_servers_and_approvals_without_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    config = BASE.format(db='"db.sqlite"').replace(
+        "tool_timeout = 5", 'tool_timeout = 5\napprove = ["files__write"]'
+    )
+    http = '[[agents.bot.mcp]]\nname = "web"\nurl = "http://127.0.0.1:1/mcp"\n'
+    http += 'headers = { Authorization = "Bearer hidden-token-1" }\n'
+    path.write_text(config + stdio_entry(name="files", env={"K": "hidden-env-2"}) + http, "utf-8")
+    text = describe(load_config(path, env={}))
+    assert "MCP servers [files (stdio), web (http)], asks before [files__write]" in text
+    assert "hidden" not in text
