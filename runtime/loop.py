@@ -122,15 +122,7 @@ class AgentLoop:
     async def _model_call(self) -> Done | None:
         """Stream one call into history. Returns a ``Done`` when the run must stop here."""
         spec = self._agent.spec
-        # One snapshot per call: the model is offered exactly what can be invoked, even if
-        # an MCP server drops out while the call streams.
-        self._tools = self._agent.available_tools()
-        request = ModelRequest(
-            model=spec.model,
-            system=spec.system_prompt,
-            messages=tuple(self._conv.history),
-            tools=[spec_of(tool) for tool in self._tools.values()],
-        )
+        request = self._request()
         state = self._call = _CallState()
         self._tool_calls = ()
         try:
@@ -163,6 +155,18 @@ class AgentLoop:
             self._last_text = text
         self._tool_calls = calls
         return None
+
+    def _request(self) -> ModelRequest:
+        # One tool snapshot per call: the model is offered exactly what can be invoked,
+        # even if an MCP server drops out while the call streams.
+        self._tools = self._agent.available_tools()
+        spec = self._agent.spec
+        return ModelRequest(
+            model=spec.model,
+            system=spec.system_prompt,
+            messages=tuple(self._conv.history),
+            tools=[spec_of(tool) for tool in self._tools.values()],
+        )
 
     def _on_provider_event(
         self,
