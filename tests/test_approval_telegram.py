@@ -18,12 +18,14 @@ from gateway.app import Gateway
 from gateway.config_loader import load_config
 from gateway.wiring import telegram_settings
 from runtime.history import ToolResultEntry
+from tests.fakes.mcp_server import ROOT, stdio_command
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
 from tests.fakes.telegram_api import FakeTelegram
 from tests.runtime_helpers import wait_for
 
 JSON = dict[str, Any]
 SECRET = "hook-secret_42"
+MCP_COMMAND = stdio_command()
 
 
 @pytest.fixture
@@ -60,6 +62,13 @@ provider = "main"
 model = "echo"
 approve = ["get_time"]
 approval_timeout = {approval_timeout}
+
+[[agents.bot.mcp]]
+name = "fake"
+command = {json.dumps(MCP_COMMAND[0])}
+args = {json.dumps(MCP_COMMAND[1])}
+cwd = {json.dumps(str(ROOT))}
+approve = ["add"]
 
 [adapters.telegram]
 token = "${{TELEGRAM_BOT_TOKEN}}"
@@ -113,12 +122,12 @@ async def test_inline_keyboard_only_the_owner_decides(tmp_path: Path, fake: Fake
     alice, bob = fake.make_user("Alice"), fake.make_user("Bob")
     chat = fake.private_chat(alice)
     async with running(tmp_path, fake) as (provider, _gateway):
-        provider.script(Call("get_time", '{"timezone": "UTC"}'))
-        provider.script(Text("Here is the time."))
+        provider.script(Call("fake__add", '{"a": 40, "b": 2}'))
+        provider.script(Text("Here is the sum."))
         fake.user_sends(chat, alice, "what time is it?")
         asked = await fake.wait_for(lambda: question(fake, chat))
         assert asked["text"] == (
-            'The agent wants to run get_time with {"timezone": "UTC"}. Allow it?'
+            'The agent wants to run fake__add with {"a": 40, "b": 2}. Allow it?'
         )
         (approve_label, approve), (deny_label, _) = buttons(asked)
         assert (approve_label, deny_label) == ("Approve", "Deny")
@@ -129,14 +138,14 @@ async def test_inline_keyboard_only_the_owner_decides(tmp_path: Path, fake: Fake
         await fake.wait_for(lambda: accepted in fake.callback_answers)
         assert fake.callback_answers[accepted]["text"] == "Approved."
         await fake.wait_for(
-            lambda: "Here is the time." in [m.text for m in fake.sent_messages(chat)]
+            lambda: "Here is the sum." in [m.text for m in fake.sent_messages(chat)]
         )
         settled = await fake.wait_for(lambda: edited(fake, chat, asked["message_id"]))
-        assert settled["text"] == "get_time: approved by Alice."
+        assert settled["text"] == "fake__add: approved by Alice."
         assert "reply_markup" not in settled  # the keyboard is gone
         result = last_result(provider)
         assert not result.is_error
-        assert result.content.endswith("+00:00")
+        assert result.content == "42"
 
 
 async def test_no_press_before_the_timeout_is_a_denial(tmp_path: Path, fake: FakeTelegram) -> None:
