@@ -22,9 +22,10 @@ from gateway.config_loader import load_config
 from gateway.describe import describe
 from gateway.errors import ConfigError
 from gateway.wiring import collect_secrets
+from runtime.errors import AgentRuntimeError
 from runtime.events import ToolCallsStart
 from runtime.history import ToolResultEntry, entry_from_dict, entry_to_dict
-from runtime.mcp_tools import McpToolSource
+from runtime.mcp_tools import McpServerSpec, McpToolSource, tool_name_for
 from runtime.providers.anthropic import to_messages as anthropic_messages
 from runtime.providers.base import ModelRequest
 from runtime.run import Run
@@ -346,3 +347,18 @@ def test_check_lists_the_mcp_servers_and_approvals_without_secrets(tmp_path: Pat
     text = describe(load_config(path, env={}))
     assert "MCP servers [files (stdio), web (http)], asks before [files__write]" in text
     assert "hidden" not in text
+
+
+def test_names_filters_and_approval_of_a_server_spec() -> None:
+    spec = McpServerSpec(name="fs", command="srv", allow=("read_*", "list"), deny=("read_secret",))
+    assert [t for t in ("read_file", "read_secret", "list", "write") if spec.allows(t)] == [
+        "read_file",
+        "list",
+    ]
+    assert not spec.approves("read_file")
+    assert McpServerSpec(name="fs", url="http://x/mcp", approve=True).approves("anything")
+    assert McpServerSpec(name="fs", command="srv", approve=("rm",)).approves("rm")
+    assert tool_name_for("fs", "read.file v2") == "fs__read_file_v2"
+    assert len(tool_name_for("s" * 40, "t" * 40)) == 64
+    with pytest.raises(AgentRuntimeError, match="exactly one of command or url"):
+        McpServerSpec(name="fs")

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from runtime.errors import AgentRuntimeError
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 SEPARATOR = "__"
 MAX_NAME = 64  # OpenAI's limit on function names
@@ -39,7 +41,7 @@ class McpServerSpec:
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.url is None):
-            raise ValueError(f"MCP server {self.name!r} needs exactly one of command or url")
+            raise AgentRuntimeError(f"MCP server {self.name!r} needs exactly one of command or url")
 
     def allows(self, tool: str) -> bool:
         if any(fnmatch.fnmatchcase(tool, p) for p in self.deny):
