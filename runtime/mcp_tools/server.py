@@ -109,9 +109,7 @@ class McpToolSource:
 
     async def _session(self) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            client = Client(
-                self._transport(stack), mode="legacy", message_handler=self._on_message
-            )
+            client = Client(self._transport(stack), mode="legacy", message_handler=self._on_message)
             async with asyncio.timeout(self.spec.connect_timeout):
                 await stack.enter_async_context(client)
                 listed = await self._list(client)
