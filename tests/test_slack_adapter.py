@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,8 @@ from adapters.slack import socket as slack_socket
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.inbound import thread_scope
 from adapters.slack.outbound import SlackStream
+from adapters.text.format import TextFormat
+from adapters.text.slack_mrkdwn import to_slack_mrkdwn
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from runtime.history import UserEntry
@@ -625,6 +628,10 @@ def stream_target(fake: FakeSlack) -> ChatTarget:
     return ChatTarget(platform="slack", chat_id=DM, thread_id=fake.next_ts(), extra=extra)
 
 
+def fmt(limit: int) -> TextFormat:
+    return dataclasses.replace(SlackAdapter.text_format, limit=limit)
+
+
 @pytest.fixture
 def client(fake: FakeSlack) -> AsyncWebClient:
     return AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
@@ -634,7 +641,7 @@ async def test_stream_hands_over_a_reply_that_outgrows_one_message(
     fake: FakeSlack, client: AsyncWebClient, stream_target: ChatTarget
 ) -> None:
     results: list[bool] = []
-    stream = SlackStream(client, stream_target, limit=40, on_result=results.append)
+    stream = SlackStream(client, stream_target, fmt(40), on_result=results.append)
     assert await stream.update("word0 word1 word2")
     assert await stream.update("word0 word1 word2 word3 word4")
     assert not await stream.update("word0 word1 word2 word3 word4 " + "x" * 20)
@@ -649,7 +656,7 @@ async def test_stream_hands_over_a_reply_that_outgrows_one_message(
 async def test_stream_gives_way_when_a_tail_went_away(
     fake: FakeSlack, client: AsyncWebClient, stream_target: ChatTarget
 ) -> None:
-    stream = SlackStream(client, stream_target, limit=1000, on_result=lambda ok: None)
+    stream = SlackStream(client, stream_target, fmt(1000), on_result=lambda ok: None)
     assert await stream.update("Let me check")
     assert await stream.update("Let me check\n\n_using search..._")
     assert not await stream.update("Let me check\n\nThe answer")  # the status went away
@@ -670,7 +677,7 @@ async def test_stream_gives_way_when_streams_are_refused(
 ) -> None:
     fake.supports_streaming = False
     results: list[bool] = []
-    stream = SlackStream(client, stream_target, limit=1000, on_result=results.append)
+    stream = SlackStream(client, stream_target, fmt(1000), on_result=results.append)
     assert not await stream.update("Hel")
     assert not await stream.finish("Hello **world**")
     assert stream.handover() == []
@@ -681,7 +688,7 @@ async def test_stream_gives_way_when_streams_are_refused(
 async def test_stream_finished_at_once_uses_one_stream(
     fake: FakeSlack, client: AsyncWebClient, stream_target: ChatTarget
 ) -> None:
-    stream = SlackStream(client, stream_target, limit=1000, on_result=lambda ok: None)
+    stream = SlackStream(client, stream_target, fmt(1000), on_result=lambda ok: None)
     await stream.finish("all at once")
     await stream.finish("all at once")  # a retried finish sends nothing twice
     (message,) = fake.bot_messages(DM, stream_target.thread_id)
@@ -697,3 +704,21 @@ async def test_delete_removes_the_bots_message(start: Start) -> None:
     await slack.adapter.delete(spilled)
     assert [m.text for m in slack.fake.bot_messages(DM) if m.text != "kept"] == []
     assert slack.fake.deleted == [(DM, spilled.message_id)]
+
+
+async def test_sent_and_streamed_replies_render_the_same(
+    start: Start, client: AsyncWebClient, stream_target: ChatTarget
+) -> None:
+    slack = await start()
+    md = "**Plan**\n\n| step | who |\n|---|---|\n| build | ann |"
+    shown = SlackAdapter.text_format.render(md)
+    assert "```" in shown  # the table is drawn as a grid, as on every platform
+    target = ChatTarget(platform="slack", chat_id=DM)
+    sent = await slack.adapter.send(target, shown, markup=True)
+    stream = SlackStream(client, stream_target, SlackAdapter.text_format, on_result=lambda ok: None)
+    assert await stream.finish(md)
+    posted = {m.ts: m for m in slack.fake.bot_messages(DM)}[sent.message_id]
+    [streamed] = slack.fake.bot_messages(DM, stream_target.thread_id)
+    # Slack renders a markdown block as it renders a stream: the same markdown in both.
+    assert posted.blocks == ({"type": "markdown", "text": streamed.text},)
+    assert posted.text == to_slack_mrkdwn(shown)  # what notifications show

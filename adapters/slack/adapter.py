@@ -69,6 +69,7 @@ from adapters.slack.outbound import (
 )
 from adapters.slack.socket import SocketSession
 from adapters.text.format import TextFormat
+from adapters.text.markdown import tables_as_grids
 from adapters.text.slack_mrkdwn import to_slack_mrkdwn
 from runtime.storage.base import Storage
 
@@ -77,7 +78,9 @@ log = logging.getLogger(__name__)
 DEFAULT_GREETING = "Hi! How can I help?"
 THINKING = "is thinking..."
 # Slack refuses text over 40000 characters; mrkdwn escaping grows text, so keep a margin.
-SLACK_LIMIT = 39_000
+# Replies go out as a markdown block, which Slack renders as it renders a chat stream
+# (so sent and streamed replies look the same); a block holds 12,000 characters.
+MARKDOWN_LIMIT = 12_000
 API_TIMEOUT = 30.0
 _EMOJI_NAMES = {"\N{EYES}": "eyes", "\N{WHITE HEAVY CHECK MARK}": "white_check_mark"}
 
@@ -97,7 +100,7 @@ class SlackSettings:
 
 class SlackAdapter(StatusReporting):
     name: str = PLATFORM
-    text_format = TextFormat(limit=SLACK_LIMIT, markup=to_slack_mrkdwn)
+    text_format = TextFormat(limit=MARKDOWN_LIMIT, markup=tables_as_grids)
 
     def __init__(self, settings: SlackSettings, *, storage: Storage | None = None) -> None:
         self.settings = settings
@@ -303,18 +306,21 @@ class SlackAdapter(StatusReporting):
     # -- outbound ------------------------------------------------------------------------
 
     async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
+        content = _content(text) if markup else {"text": text, "mrkdwn": False}
         response = await api(
             self.client.chat_postMessage(
-                channel=target.chat_id, text=text, thread_ts=target.thread_id, mrkdwn=markup
+                channel=target.chat_id, thread_ts=target.thread_id, **content
             )
         )
         self._note_reply(target)
         return SentMessage(target=target, message_id=str(response["ts"]))
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
+        # blocks=[] drops a markdown block the message had: plain text replaces it.
+        content = _content(text) if markup else {"text": text, "blocks": []}
         await api(
             self.client.chat_update(
-                channel=message.target.chat_id, ts=message.message_id, text=text
+                channel=message.target.chat_id, ts=message.message_id, **content
             )
         )
 
@@ -395,12 +401,18 @@ class SlackAdapter(StatusReporting):
             if ok:
                 self._note_reply(target)
 
-        return SlackStream(self.client, target, limit=self.text_format.limit, on_result=on_result)
+        return SlackStream(self.client, target, self.text_format, on_result=on_result)
 
     def _note_reply(self, target: ChatTarget) -> None:
         key = _assistant_thread(target)
         if key is not None and key in self._status:
             self._status[key] = False
+
+
+def _content(md: str) -> dict[str, Any]:
+    """A reply as a markdown block, rendered by Slack like a chat stream, with its
+    mrkdwn rendering as the text notifications and older clients show."""
+    return {"text": to_slack_mrkdwn(md), "blocks": [{"type": "markdown", "text": md}]}
 
 
 def _assistant_thread(target: ChatTarget) -> str | None:

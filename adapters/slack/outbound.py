@@ -39,6 +39,7 @@ from adapters.errors import (
     NotAllowed,
     RateLimited,
 )
+from adapters.text.format import TextFormat
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ class ShortRateLimitRetry(AsyncRateLimitErrorRetryHandler):
 
 class SlackStream:
     """One threaded reply streamed with slack_sdk's ``chat_stream`` while it only grows
-    and fits in one message. When it cannot go on (streams refused, the text changed
+    and fits in one message, rendered with the adapter's ``TextFormat`` so it shows what
+    a sent reply shows (Slack renders a stream like the markdown block sends carry). When it cannot go on (streams refused, the text changed
     behind what was streamed, or it outgrew one message) it stops and answers False;
     the renderer then takes over by send and edit, adopting the streamed message
     (``handover``), so chunking and send-and-edit live in one place: the renderer."""
@@ -166,14 +168,14 @@ class SlackStream:
         self,
         client: AsyncWebClient,
         target: ChatTarget,
+        text_format: TextFormat,
         *,
-        limit: int,
         on_result: Callable[[bool], None],
     ) -> None:
         assert target.thread_id is not None
         self._client = client
         self._target = target
-        self._limit = limit
+        self._format = text_format  # what a sent reply shows, so the stream shows the same
         self._on_result = on_result  # (streams work?) for the adapter's probe
         self._stream: AsyncChatStream | None = None
         self._streamed = ""  # handed to the stream (the SDK keeps what a failure left)
@@ -191,10 +193,11 @@ class SlackStream:
             return []
         return [(SentMessage(target=self._target, message_id=ts), self._streamed)]
 
-    async def _go(self, text: str, *, final: bool) -> bool:
+    async def _go(self, reply: str, *, final: bool) -> bool:
+        text = self._format.render(reply)
         if self._ended:
             return final and text == self._streamed  # a retried finish sends nothing twice
-        if not text.startswith(self._streamed) or len(text) > self._limit:
+        if not text.startswith(self._streamed) or self._format.measure(text) > self._format.limit:
             await self._end()
             return False
         try:

@@ -16,7 +16,15 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
-__all__ = ["BareRenderer", "Kind", "Renderer", "convert", "format_table", "parse"]
+__all__ = [
+    "BareRenderer",
+    "Kind",
+    "Renderer",
+    "convert",
+    "format_table",
+    "parse",
+    "tables_as_grids",
+]
 
 Kind = Literal["bold", "italic", "strike"]
 
@@ -88,6 +96,21 @@ class Renderer(Protocol):
 def convert(md: str, out: Renderer) -> str:
     """``md`` rendered for one platform by ``out``."""
     return _Walker(md.split("\n"), out).blocks(parse(md).children, depth=0)
+
+
+def tables_as_grids(md: str) -> str:
+    """``md`` as written, each top-level table drawn as an aligned grid in a code block:
+    for platforms that render markdown themselves, but not its tables."""
+    if "|" not in md:
+        return md  # no table possible: skip the parse
+    lines = md.split("\n")
+    # From the last table up, so earlier line numbers stay valid.
+    for node in reversed(parse(md).children):
+        if node.type == "table" and node.map is not None:
+            start, end = node.map
+            grid = convert("\n".join(lines[start:end]), BareRenderer())
+            lines[start:end] = ["```", *grid.split("\n"), "```"]
+    return "\n".join(lines)
 
 
 def format_table(rows: list[list[str]]) -> str:
