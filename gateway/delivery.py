@@ -97,16 +97,24 @@ class ReplyRenderer:
         self._notes: list[str] = []
         self._dirty = asyncio.Event()
         self._done = False
-        self._messages = ReplyMessages(
-            adapter, target, budget, metrics, on_visible=self._mark_visible
-        )
+        self._messages = self._new_messages()
+        # An approval question splits the reply: what came before stays above it, the
+        # rest goes to new messages under it (``_seal``).
+        self._earlier: list[SentMessage] = []
+        self._sealed = 0  # segments shown above an approval question
+        self._seal_pending = False
         self._native: NativeStream | None = adapter.native_stream(target)
         self.first_visible_at: float | None = None
         self._typing_shown = False
 
     @property
     def messages(self) -> list[SentMessage]:
-        return list(self._messages.sent)
+        return [*self._earlier, *self._messages.sent]
+
+    def _new_messages(self) -> ReplyMessages:
+        return ReplyMessages(
+            self._adapter, self._target, self._budget, self._metrics, on_visible=self._mark_visible
+        )
 
     async def render(self) -> None:
         """Deliver the whole run; returns after the final text has landed."""
@@ -149,6 +157,10 @@ class ReplyRenderer:
                 # Shown where the reply will appear; TextStart replaces it.
                 self._status = RETRYING_STATUS[cause]
                 self._dirty.set()
+            case ApprovalRequested() if self._native is None:
+                # Native streams (drafts) deliver the final text last anyway.
+                self._seal_pending = True
+                self._dirty.set()
             case Done():
                 self._finish(event)
             case (
@@ -161,7 +173,7 @@ class ReplyRenderer:
                 | ToolResult()
                 | Compacted()
                 | UserSteered()
-                | ApprovalRequested()  # asked by gateway.approvals, in its own message
+                | ApprovalRequested()  # asked by gateway.approvals; a native stream goes on
                 | ApprovalResolved()
             ):
                 pass
@@ -184,12 +196,12 @@ class ReplyRenderer:
             self._notes.append(STOPPED_NOTE)
         elif done.reason == "max_iterations":
             self._notes.append(MAX_ITERATIONS_NOTE)
-        elif not body:
+        elif not body and not self._earlier:
             self._notes.append(NO_REPLY)
         self._dirty.set()
 
     def body(self) -> str:
-        return "\n\n".join(s for s in self._segments if s.strip())
+        return "\n\n".join(s for s in self._segments[self._sealed :] if s.strip())
 
     def display_text(self) -> str:
         # Stripped: platforms trim whitespace, so "Hello " then "Hello" would be an edit
@@ -209,6 +221,9 @@ class ReplyRenderer:
                 await self._budget.edit_ready(self._key)
             self._dirty.clear()
             final = self._done
+            if self._seal_pending:
+                self._seal_pending = False
+                await self._seal()
             try:
                 await self._flush(final=final)
             except DeliveryError as exc:
@@ -226,6 +241,21 @@ class ReplyRenderer:
                 continue
             if final and not self._dirty.is_set():
                 return
+
+    async def _seal(self) -> None:
+        """Settle the reply so far (without the tool status) in the messages it has,
+        and start new ones, so text after an approval question lands below it."""
+        text = "\n\n".join(p for p in [self.body().strip(), *self._notes] if p)
+        try:
+            await self._messages.show(text, final=True)
+        except DeliveryError as exc:  # best effort: the reply goes on where it was
+            log.info("could not settle the reply above an approval question: %s", exc)
+            return
+        self._earlier.extend(self._messages.sent)
+        self._messages = self._new_messages()
+        self._sealed = len(self._segments)
+        self._status = ""
+        self._notes.clear()
 
     async def _flush(self, *, final: bool) -> None:
         text = self.display_text()

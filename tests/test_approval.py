@@ -134,7 +134,8 @@ async def test_the_owner_approves_and_the_tool_runs() -> None:
         (result,) = r.results()
         assert (result.content, result.is_error) == ("boom done", False)
         assert r.adapter.asked[0].settled == "danger: approved by 42."
-        assert "did it" in r.adapter.chat("dm42")
+        # The answer lands below the question; the tool status above it is gone.
+        assert r.adapter.chat("dm42") == ["danger: approved by 42.", "did it"]
         assert await r.adapter.press(0, approved=False) == (
             "This request is no longer waiting (answered, timed out or stopped)."
         )
@@ -169,7 +170,7 @@ async def test_no_answer_before_the_timeout_is_a_denial() -> None:
         (result,) = r.results()
         assert "nobody approved 'danger' within 0.2 seconds" in result.content
         assert r.adapter.asked[0].settled == "danger: no answer in time, denied."
-        assert "timed out" in r.adapter.chat("dm42")
+        assert r.adapter.chat("dm42") == ["danger: no answer in time, denied.", "timed out"]
 
 
 async def test_steering_and_stop_work_while_waiting() -> None:
@@ -204,3 +205,19 @@ async def test_a_chat_without_buttons_is_told_and_the_call_denied() -> None:
         assert any("wants to run danger" in t and "cannot ask; denied" in t for t in shown)
         (result,) = r.results()
         assert "did not allow 'danger'" in result.content
+
+
+async def test_text_before_the_question_stays_above_it_and_the_answer_goes_below() -> None:
+    async with rig() as r:
+        r.provider.script(Text("Let me check."), Call("danger"))
+        r.provider.script(Text("Checked."))
+        await r.adapter.deliver(dm("check it"))
+        await wait_for(lambda: bool(r.adapter.asked))
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42")[0] == "Let me check.")
+        await r.adapter.press(0, approved=True)
+        await r.idle()
+        assert r.adapter.chat("dm42") == [
+            "Let me check.",
+            "danger: approved by 42.",
+            "Checked.",
+        ]
