@@ -159,9 +159,9 @@ class ShortRateLimitRetry(AsyncRateLimitErrorRetryHandler):
 class SlackStream:
     """One threaded reply streamed with slack_sdk's ``chat_stream`` while it only grows
     and fits in one message, rendered with the adapter's ``TextFormat`` so it shows what
-    a sent reply shows (Slack renders a stream like the markdown block sends carry). When it
-    cannot go on (streams refused, the text changed
-    behind what was streamed, or it outgrew one message) it stops and answers False;
+    a sent reply shows (Slack renders a stream like the markdown block sends carry).
+    When it cannot go on (streams refused, the text changed behind what was streamed,
+    or it outgrew one message) it stops and answers False;
     the renderer then takes over by send and edit, adopting the streamed message
     (``handover``), so chunking and send-and-edit live in one place: the renderer."""
 
