@@ -93,6 +93,7 @@ class Ledger:
         self._storage = storage
         self._seen = Recent(MEMORY_IDS)
         self._batch: list[tuple[InboxRecord, asyncio.Future[bool]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()
 
     @property
     def durable(self) -> bool:
@@ -118,19 +119,28 @@ class Ledger:
 
     def _flush_soon(self) -> None:
         batch, self._batch = self._batch, []
-        task = asyncio.ensure_future(self._flush(batch))
-        task.add_done_callback(_log_failure)
+        task = asyncio.create_task(self._flush(batch), name="inbox-accept")
+        self._flushing.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._flushing.discard)
 
     async def _flush(self, batch: list[tuple[InboxRecord, asyncio.Future[bool]]]) -> None:
+        """One transaction for the batch; every waiting ``accept`` gets its answer, or the
+        error, so none is left hanging."""
         assert self._storage is not None
+        futures = [future for _, future in batch]
         try:
             results = await self._storage.accept_inbound([record for record, _ in batch])
+            answers = list(zip(futures, results, strict=True))
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
         except Exception as exc:
-            for _, future in batch:
+            for future in futures:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), accepted in zip(batch, results, strict=True):
+        for future, accepted in answers:
             if not future.done():
                 future.set_result(accepted)
 
@@ -156,8 +166,3 @@ class Ledger:
         if self._storage is None:
             return 0
         return await self._storage.prune_inbound(time.time() - older_than)
-
-
-def _log_failure(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("recording inbound messages failed", exc_info=task.exception())
