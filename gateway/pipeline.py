@@ -40,6 +40,7 @@ from runtime.events import TitleChanged
 from runtime.history import Speaker
 from runtime.messages import UserMessage
 from runtime.run import Run
+from runtime.storage.base import InboxRecord
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,12 @@ class Pipeline:
             message = dataclasses.replace(
                 message, images=images, attachment_notes=notes, media=None
             )
+        if not await self._answer(message, item.received_at):
+            await self.ledger.settle(message)  # no run will commit it: settled here
+
+    async def _answer(self, message: InboundMessage, received_at: float) -> bool:
+        """Refuse, run a command, or start-or-steer. True when a run took the message in
+        (its commit marks the message answered)."""
         policy = self.policies[message.platform]
         self.metrics.messages_in.inc(message.platform)
         refused = refusal(policy, message)
@@ -148,8 +155,7 @@ class Pipeline:
             self.metrics.refused.inc(message.platform)
             log.info("refused %s user %s (not on the allowlist)", policy.name, message.user_id)
             await self.reply(message.target, refused)
-            await self.ledger.settle(message)
-            return
+            return False
         agent = message.agent if message.agent in self.runtime.agents else None
         agent = agent or resolve_agent(self.bindings, message, policy, self.default_agent)
         command = parse_command(message.text)
@@ -161,10 +167,8 @@ class Pipeline:
                 rename=lambda _conversation, title: self._rename(message.target, title),
             )
             await self.reply(message.target, await self.commands.handle(command, ctx))
-            await self.ledger.settle(message)
-            return
-        if not await self._submit(agent, message, policy, item.received_at):
-            await self.ledger.settle(message)
+            return False
+        return await self._submit(agent, message, policy, received_at)
 
     async def _submit(
         self, agent: str, message: InboundMessage, policy: AdapterPolicy, received_at: float
@@ -210,8 +214,11 @@ class Pipeline:
         if not records:
             return
         cutoff = time.time() - window
-        fresh = [r for r in records if r.accepted_at >= cutoff and r.platform in self.adapters]
-        stale = [r for r in records if r not in fresh]
+        fresh: list[InboxRecord] = []
+        stale: list[InboxRecord] = []
+        for record in records:
+            recent = record.accepted_at >= cutoff and record.platform in self.adapters
+            (fresh if recent else stale).append(record)
         log.info("inbox: %d unanswered message(s) to answer, %d too old", len(fresh), len(stale))
         for platform in {r.platform for r in records} & set(self.adapters):
             await self._until_connected(platform, wait)
