@@ -354,6 +354,20 @@ async def test_commit_run_settles_answered_ids_in_its_transaction(
     assert await storage.unanswered_inbound() == [inbox(3)]
 
 
+async def test_get_inbound_reads_records_by_id_in_any_state(storage: StoreUnderTest) -> None:
+    await storage.accept_inbound([inbox(1, at=10.0), inbox(2, at=20.0), inbox(3, at=30.0)])
+    await storage.settle_inbound(["telegram:1"], "answered")
+    await storage.settle_inbound(["telegram:3"], "expired")
+    # The order asked for (not acceptance order), each id once, unknown ids left out.
+    got = await storage.get_inbound(["telegram:3", "telegram:9", "telegram:1", "telegram:3"])
+    assert got == [
+        dataclasses.replace(inbox(3, at=30.0), state="expired"),
+        dataclasses.replace(inbox(1, at=10.0), state="answered"),
+    ]
+    assert await storage.get_inbound(["telegram:2"]) == [inbox(2, at=20.0)]
+    assert await storage.get_inbound([]) == []
+
+
 async def test_prune_deletes_only_old_settled_records(storage: StoreUnderTest) -> None:
     await storage.accept_inbound(
         [inbox(1, at=10.0), inbox(2, at=10.0), inbox(3, at=10.0), inbox(4, at=50.0)]

@@ -134,6 +134,11 @@ class Storage(Protocol):
         """Every record still 'accepted', oldest first (for recovery at start)."""
         ...
 
+    async def get_inbound(self, ids: Sequence[str]) -> list[InboxRecord]:
+        """The records of ``ids`` in any state, in the order of ``ids`` (each once);
+        an id the ledger does not hold (never accepted, or pruned) is left out."""
+        ...
+
     async def prune_inbound(self, before: float) -> int:
         """Delete settled records accepted before ``before``; returns the count."""
         ...

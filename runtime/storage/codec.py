@@ -61,3 +61,9 @@ def inbox_record(row: Sequence[Any]) -> InboxRecord:
     return InboxRecord(
         id=ident, platform=platform, payload=payload, state=state, accepted_at=accepted_at
     )
+
+
+def in_order(ids: Sequence[str], records: Sequence[InboxRecord]) -> list[InboxRecord]:
+    """``records`` in the order of ``ids`` (SQL's IN/ANY promises no order)."""
+    by_id = {record.id: record for record in records}
+    return [by_id[ident] for ident in ids if ident in by_id]

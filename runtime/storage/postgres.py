@@ -45,6 +45,7 @@ from runtime.storage.codec import (
     encode_archive,
     encode_entry,
     encode_marker,
+    in_order,
     inbox_record,
     session_record,
     session_values,
@@ -402,6 +403,17 @@ class PostgresStorage:
             f"SELECT {INBOX_COLUMNS} FROM inbox WHERE state = 'accepted' ORDER BY accepted_at, seq",
         )
         return [inbox_record(row) for row in rows]
+
+    async def get_inbound(self, ids: Sequence[str]) -> list[InboxRecord]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        rows = await self._rows(
+            "read inbox records",
+            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id = ANY(%s)",
+            wanted,
+        )
+        return in_order(wanted, [inbox_record(row) for row in rows])
 
     async def prune_inbound(self, before: float) -> int:
         async with self._use("prune the inbox") as conn:

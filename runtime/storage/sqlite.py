@@ -40,6 +40,7 @@ from runtime.storage.codec import (
     encode_archive,
     encode_entry,
     encode_marker,
+    in_order,
     inbox_record,
     session_record,
     session_values,
@@ -361,6 +362,17 @@ class SqliteStorage:
                 " WHERE state = 'accepted' ORDER BY accepted_at, rowid"
             )
         return [inbox_record(row) for row in rows]
+
+    async def get_inbound(self, ids: Sequence[str]) -> list[InboxRecord]:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        async with self._use("read inbox records") as db:
+            rows = await db.execute_fetchall(
+                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id IN ({marks})", wanted
+            )
+        return in_order(wanted, [inbox_record(row) for row in rows])
 
     async def prune_inbound(self, before: float) -> int:
         async with self._use("prune the inbox") as db:
