@@ -6,10 +6,11 @@ become edits paced by the chat's budget (coalesced: whatever accumulated while w
 goes out in one edit), never an edit with unchanged text. ``ReplyMessages`` keeps the
 platform messages in step with the text: it splits at the adapter's limit (measured the
 platform's way), re-splits what the platform calls too long, and deletes messages a
-shrinking reply no longer needs. A typing task refreshes the busy indicator until
-``Done``. At ``Done`` the final text lands: failed edits are retried, markup the
-platform rejects is resent as plain text, and when it still cannot land the user is
-told so in one short sentence.
+shrinking reply no longer needs. A typing task shows the busy indicator only when
+nothing is visible after ``typing_delay`` (a fast reply costs no typing call), then
+refreshes it until ``Done``. At ``Done`` the final text lands: failed edits are retried,
+markup the platform rejects is resent as plain text, and when it still cannot land the
+user is told so in one short sentence.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ FLUSH_BACKOFF = Backoff(base=0.25, cap=2.0)  # a failed edit is retried this way
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DeliveryOptions:
     typing_interval: float = 4.0
+    # A reply visible within this long needs no typing indicator: the floor is then a
+    # draft (or first send) and the final message, not three calls.
+    typing_delay: float = 1.0
     show_tools: bool = True
 
 
@@ -105,6 +109,7 @@ class ReplyRenderer:
         self._seal_pending = False
         self._native: NativeStream | None = adapter.native_stream(target)
         self.first_visible_at: float | None = None
+        self._visible = asyncio.Event()
         self._typing_shown = False
 
     @property
@@ -141,10 +146,7 @@ class ReplyRenderer:
                 self._segments.append("")
                 self._status = ""
             case TextDelta(text=text):
-                if not self._segments:
-                    self._segments.append("")
-                self._segments[-1] += text
-                self._dirty.set()
+                self._append_text(text)
             case ToolCallsBegin(names=names) if self._options.show_tools:
                 self._set_status(names)
             case ToolCallsStart(calls=calls) if self._options.show_tools:
@@ -154,9 +156,7 @@ class ReplyRenderer:
             case Compacted(status=status, detail=detail) if status != "compacted":
                 self._notes.append(f"_{detail}_")
             case ModelRetrying(cause=cause):
-                # Shown where the reply will appear; TextStart replaces it.
-                self._status = RETRYING_STATUS[cause]
-                self._dirty.set()
+                self._show_status(RETRYING_STATUS[cause])  # TextStart replaces it
             case ApprovalRequested() if self._native is None:
                 # Native streams (drafts) deliver the final text last anyway.
                 self._seal_pending = True
@@ -180,8 +180,18 @@ class ReplyRenderer:
             case _:
                 assert_never(event)
 
+    def _append_text(self, text: str) -> None:
+        if not self._segments:
+            self._segments.append("")
+        self._segments[-1] += text
+        self._dirty.set()
+
     def _set_status(self, names: tuple[str, ...]) -> None:
-        self._status = f"_using {', '.join(dict.fromkeys(names))}..._"
+        self._show_status(f"_using {', '.join(dict.fromkeys(names))}..._")
+
+    def _show_status(self, status: str) -> None:
+        # Shown where the reply will appear, until text or the next status replaces it.
+        self._status = status
         self._dirty.set()
 
     def _finish(self, done: Done) -> None:
@@ -293,6 +303,7 @@ class ReplyRenderer:
     def _mark_visible(self) -> None:
         if self.first_visible_at is None:
             self.first_visible_at = time.monotonic()
+            self._visible.set()
             if self._received_at is not None:
                 self._metrics.first_visible.observe(
                     self.first_visible_at - self._received_at, self._adapter.name
@@ -301,6 +312,9 @@ class ReplyRenderer:
     # -- typing --------------------------------------------------------------------------
 
     async def _typing_loop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._visible.wait(), self._options.typing_delay)
+            return  # text is on screen: the indicator would say nothing new
         while True:
             await self._budget.call(self._key, "typing", self._typing_on)
             await asyncio.sleep(self._options.typing_interval)
