@@ -312,9 +312,10 @@ class ReplyRenderer:
     # -- typing --------------------------------------------------------------------------
 
     async def _typing_loop(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._visible.wait(), self._options.typing_delay)
-            return  # text is on screen: the indicator would say nothing new
+        if self._options.typing_delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._visible.wait(), self._options.typing_delay)
+                return  # text is on screen: the indicator would say nothing new
         while True:
             await self._budget.call(self._key, "typing", self._typing_on)
             await asyncio.sleep(self._options.typing_interval)

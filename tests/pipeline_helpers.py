@@ -38,6 +38,7 @@ async def rig(
     limit: int = 4096,
     markup: Any = "plain",
     bindings: list[BindingRule] | None = None,
+    delivery: DeliveryOptions | None = None,
     **spec: Any,
 ) -> AsyncIterator[Rig]:
     provider = ScriptedProvider()
@@ -49,7 +50,9 @@ async def rig(
         {"mem": policy or AdapterPolicy(name="mem", edit_interval=0.05)},
         default_agent="bot",
         bindings=bindings or [],
-        delivery=DeliveryOptions(typing_interval=0.2),
+        # Typing at once unless a test asks otherwise: most tests watch for it as a
+        # sign the run is under way.
+        delivery=delivery or DeliveryOptions(typing_interval=0.2, typing_delay=0.0),
     )
     task = asyncio.create_task(adapter.run(pipeline))
     await adapter.connected()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
 from adapters.errors import (
     DeliveryError,
@@ -13,7 +14,7 @@ from adapters.errors import (
     NotAllowed,
     RateLimited,
 )
-from gateway.delivery import FAILED_REPLY, MAX_ITERATIONS_NOTE
+from gateway.delivery import FAILED_REPLY, MAX_ITERATIONS_NOTE, DeliveryOptions
 from gateway.policy import AdapterPolicy
 from gateway.reply_messages import RETIRED, UNDELIVERED
 from runtime.errors import ProviderStreamError
@@ -229,3 +230,36 @@ async def test_a_final_text_that_never_lands_is_one_short_sentence() -> None:
             r.adapter.fail_next("edit", DeliveryError("server error"))
         gate.release()
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start", UNDELIVERED])
+
+
+# -- typing indicator ------------------------------------------------------------------
+
+
+def typing_after(delay: float) -> DeliveryOptions:
+    return DeliveryOptions(typing_interval=0.2, typing_delay=delay)
+
+
+async def test_a_reply_visible_at_once_sends_no_typing_indicator() -> None:
+    async with rig(delivery=typing_after(0.3)) as r:
+        gate = await show_start(r)
+        await asyncio.sleep(0.5)  # past the typing delay, with text on screen
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start finish"])
+        await asyncio.wait_for(r.pipeline.drain(grace=2), 5)
+        assert r.adapter.typing_calls == []
+
+
+async def test_typing_shows_only_when_nothing_is_visible_after_the_delay() -> None:
+    async with rig(delivery=typing_after(0.3)) as r:
+        gate = Gate()
+        r.provider.script(gate, Text("late"))
+        sent = time.monotonic()
+        await r.adapter.deliver(dm("go"))
+        await asyncio.wait_for(gate.reached.wait(), 5)
+        await r.adapter.wait_for(lambda: r.adapter.typing_calls)
+        first = r.adapter.typing_calls[0]
+        assert first[2] is True
+        assert first[0] - sent >= 0.3  # waited for the delay, not sent with the message
+        gate.release()
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["late"])
+        await r.adapter.wait_for(lambda: r.adapter.typing_calls[-1][2] is False)

@@ -27,6 +27,7 @@ from adapters.text.format import TextFormat
 from adapters.text.slack_mrkdwn import to_slack_mrkdwn
 from gateway.app import Gateway
 from gateway.config_loader import load_config
+from gateway.delivery import DeliveryOptions
 from runtime.history import UserEntry
 from runtime.providers.base import ModelProvider
 from tests.fakes.scripted_provider import Call, Gate, ScriptedProvider, Text
@@ -260,6 +261,9 @@ async def test_command_for_another_bot_is_dropped(start: Start, mode: str) -> No
 @MODES
 async def test_assistant_thread_is_a_persisted_topic(start: Start, mode: str) -> None:
     slack = await start(mode)
+    # The status shows at once here (by default only when nothing is visible after ~1 s).
+    assert slack.gateway.pipeline is not None
+    slack.gateway.pipeline.delivery = DeliveryOptions(typing_delay=0.0)
     fake = slack.fake
     started = fake.assistant_thread_started_event(DM, USER)
     thread_ts = started["assistant_thread"]["thread_ts"]

@@ -28,6 +28,7 @@ from adapters.telegram.adapter import TelegramAdapter, TelegramSettings
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.config_loader import load_config
+from gateway.delivery import DeliveryOptions
 from gateway.wiring import telegram_settings
 from runtime.history import UserEntry
 from tests.fakes.scripted_provider import Gate, ScriptedProvider, Text
@@ -134,7 +135,8 @@ async def test_private_chat_streams_a_draft_then_sends_the_reply(
         drafts = await fake.wait_for(lambda: fake.transcript(chat).drafts)
         # The draft is formatted like the message will be, not raw "**".
         assert (drafts[0].text, drafts[0].parse_mode) == ("Hello", "HTML")
-        assert [a.action for a in fake.transcript(chat).actions] == ["typing"]
+        # The draft shows at once: no typing call (the floor is draft + final send).
+        assert fake.transcript(chat).actions == ()
         assert texts(fake, chat) == []  # nothing sent while the draft streams
         gate.release()
         await fake.wait_for(lambda: texts(fake, chat) == ["Hello world"])
@@ -243,6 +245,9 @@ async def test_forum_topic_is_a_shared_conversation_renamed_after_the_first_exch
     thread = fake.create_topic(chat, "New topic")
     bob = fake.make_user("Bob")
     async with running(tmp_path, fake) as r:
+        # Typing at once, to see where it goes (by default only after ~1 s of nothing).
+        assert r.gateway.pipeline is not None
+        r.gateway.pipeline.delivery = DeliveryOptions(typing_delay=0.0)
         fake.user_sends(chat, alice, "not for the bot", thread_id=thread)
         fake.user_sends(chat, alice, f"{BOT} first question", thread_id=thread)
         await fake.wait_for(lambda: texts(fake, chat) == ["ok"])
