@@ -8,6 +8,12 @@ at least ``retry_after`` and growing with the shared backoff when 429s repeat (a
 platform answering ``retry_after=0`` is not hammered);
 what is decoration (typing, reactions) is skipped while blocked; a rename refused for
 longer than ``rename_max_wait`` is skipped and logged, never waited on for minutes.
+
+Across chats, one platform has at most ``concurrency`` calls in flight, sized below the
+adapter's HTTP connection pool: a burst of replies waits here for a slot (FIFO, no
+timeout) instead of inside the HTTP pool, whose waiting queue is scanned on every
+assignment and whose pool timeout would fail a delivery that only had to wait. A slot
+is held for one attempt, never across a 429's wait.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from adapters.errors import RateLimited
+from adapters.telegram.adapter import POOL_SIZE as TELEGRAM_POOL_SIZE
 from gateway.metrics import Metrics
 from runtime.backoff import Backoff, log_retry
 
@@ -29,6 +36,11 @@ T = TypeVar("T")
 Kind = Literal["send", "edit", "typing", "react", "rename"]
 MAX_ATTEMPTS = 5
 RETRY_BACKOFF = Backoff(base=0.05, cap=5.0)
+# Calls in flight per platform. Telegram's pool is small on purpose (the Bot API takes
+# ~30 messages a second); a few connections stay free for calls outside the budget
+# (command replies, callback answers). Slack's and Discord's aiohttp pools hold 100.
+CONCURRENCY = {"telegram": TELEGRAM_POOL_SIZE - 4}
+DEFAULT_CONCURRENCY = 32
 
 
 @dataclass(kw_only=True, slots=True)
@@ -47,6 +59,7 @@ class OutboundBudget:
         platform: str,
         edit_interval: float = 1.0,
         rename_max_wait: float = 10.0,
+        concurrency: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._metrics = metrics
@@ -55,6 +68,8 @@ class OutboundBudget:
         self._rename_max_wait = rename_max_wait
         self._clock = clock
         self._chats: dict[str, _Chat] = {}
+        self.concurrency = concurrency or CONCURRENCY.get(platform, DEFAULT_CONCURRENCY)
+        self._slots = asyncio.Semaphore(self.concurrency)
 
     def _chat(self, key: str) -> _Chat:
         chat = self._chats.get(key)
@@ -93,7 +108,8 @@ class OutboundBudget:
             if kind == "edit":
                 chat.last_edit = self._clock()
             try:
-                return await op()
+                async with self._slots:
+                    return await op()
             except RateLimited as exc:
                 self._metrics.rate_limited.inc(self._platform)
                 delay = RETRY_BACKOFF.delay(attempt, at_least=exc.retry_after)

@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import pytest
+
+import adapters.telegram.adapter as telegram_adapter
+from adapters.base import ChatTarget, SentMessage
 from adapters.errors import RateLimited
+from adapters.telegram.adapter import TelegramAdapter, TelegramSettings
 from gateway.budget import OutboundBudget
 from gateway.metrics import Metrics
+from tests.fakes.telegram_api import FakeTelegram
+from tests.runtime_helpers import wait_for
 
 INTERVAL = 0.05
 
@@ -87,3 +96,59 @@ async def test_repeated_429s_without_retry_after_back_off_instead_of_hammering()
     assert gaps[0] >= 0.025
     assert gaps[2] >= 0.1
     assert sum(gaps) < 2.0
+
+
+async def test_calls_in_flight_per_platform_are_bounded_and_wait_for_a_slot() -> None:
+    budget = OutboundBudget(Metrics(), platform="p", concurrency=3)
+    in_flight = peak = 0
+    release = asyncio.Event()
+
+    async def send() -> str:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await release.wait()
+        in_flight -= 1
+        return "sent"
+
+    calls = [asyncio.create_task(budget.call(f"chat{i}", "send", send)) for i in range(10)]
+    await wait_for(lambda: in_flight == 3)
+    release.set()
+    assert await asyncio.gather(*calls) == ["sent"] * 10
+    assert peak == 3
+
+
+class SlowTelegram(FakeTelegram):
+    """Answers sendMessage after a delay, like a Bot API under load."""
+
+    async def _dispatch(self, token: str, method: str, params: Any) -> Any:
+        if method.lower() == "sendmessage":
+            await asyncio.sleep(0.2)
+        return await super()._dispatch(token, method, params)
+
+
+async def test_a_burst_waits_for_a_slot_instead_of_failing_on_the_pool_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pool timeout far shorter than one slow call: any request that waits inside
+    # httpx's pool fails, so only the budget's bound keeps every send alive.
+    monkeypatch.setattr(telegram_adapter, "POOL_WAIT", 0.05)
+    budget = OutboundBudget(Metrics(), platform="telegram")
+    assert budget.concurrency < telegram_adapter.POOL_SIZE
+    async with SlowTelegram() as fake:
+        users = [fake.make_user(f"User {i}") for i in range(3 * telegram_adapter.POOL_SIZE)]
+        chats = [fake.private_chat(user) for user in users]
+        settings = TelegramSettings(
+            token=fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url
+        )
+        adapter = TelegramAdapter(settings)
+        async with adapter.bot:
+
+            def sender(chat: int) -> Callable[[], Awaitable[SentMessage]]:
+                target = ChatTarget(platform="telegram", chat_id=str(chat))
+                return lambda: adapter.send(target, "hi", markup=False)
+
+            sends = [budget.call(str(chat), "send", sender(chat)) for chat in chats]
+            sent = await asyncio.wait_for(asyncio.gather(*sends), 30)
+        assert all(isinstance(message, SentMessage) for message in sent)
+        assert all(len(fake.sent_messages(chat)) == 1 for chat in chats)
