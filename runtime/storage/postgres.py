@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -28,29 +29,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from runtime.errors import StorageError
-from runtime.history import CompactMarker, Entry, StoredEntry, rebuild_context
-from runtime.storage.base import (
-    InboxRecord,
-    InboxState,
-    NotifyCallback,
-    RunCommit,
-    SessionRecord,
-    Unlisten,
-    check_settled_state,
-)
-from runtime.storage.codec import (
-    INBOX_COLUMNS,
-    SESSION_COLUMNS,
-    decode_entry,
-    encode_archive,
-    encode_entry,
-    encode_marker,
-    in_order,
-    inbox_record,
-    session_record,
-    session_values,
-)
+from runtime.storage.base import NotifyCallback, Unlisten
 from runtime.storage.schema import LATEST_VERSION, pending
+from runtime.storage.sql import Dialect, Row, SqlStore
 
 _log = logging.getLogger(__name__)
 
@@ -75,8 +56,16 @@ def describe_url(url: str) -> str:
     return f"postgresql://{user}{host}{port}/{params.get('dbname') or ''}"
 
 
-class PostgresStorage:
+class PostgresStorage(SqlStore):
     """The ``Storage`` protocol on a PostgreSQL database."""
+
+    dialect = Dialect(
+        archive_id="(e.data::json ->> 'archive_id')::bigint",
+        insert_order="seq",
+        now=_NOW,
+        in_list="= ANY(?)",
+        list_param=list,
+    )
 
     def __init__(
         self,
@@ -87,12 +76,12 @@ class PostgresStorage:
         connect_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(clock=clock)
         self._url = url
         self._where = describe_url(url)
         self._min = min_connections
         self._max = max_connections
         self._timeout = connect_timeout
-        self._clock = clock
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._listeners: set[asyncio.Task[None]] = set()
 
@@ -103,6 +92,10 @@ class PostgresStorage:
     @property
     def is_open(self) -> bool:
         return self._pool is not None
+
+    @property
+    def label(self) -> str:
+        return self._where
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -195,7 +188,7 @@ class PostgresStorage:
             ) from exc
 
     @contextlib.asynccontextmanager
-    async def _use(self, action: str, *, transaction: bool = False) -> AsyncIterator[AsyncConn]:
+    async def _use(self, action: str, *, transaction: bool = False) -> AsyncIterator[_Conn]:
         pool = self._pool
         if pool is None:
             raise StorageError(
@@ -205,261 +198,15 @@ class PostgresStorage:
         with self._errors(action):
             async with pool.connection() as conn:
                 if not transaction:
-                    yield conn
+                    yield _Conn(conn)
                     return
                 async with conn.transaction():
-                    yield conn
+                    yield _Conn(conn)
 
-    async def _rows(self, action: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        async with self._use(action) as conn:
-            cursor = await conn.execute(sql, params)
-            return await cursor.fetchall()
-
-    # -- runs ----------------------------------------------------------------------------
-
-    async def commit_run(self, commit: RunCommit) -> None:
-        """Upsert the session and append everything the run produced, all or nothing."""
-        session_id = commit.session.id
-        async with self._use("commit a run", transaction=True) as conn:
-            # The upsert locks the session's row until commit: concurrent commits of one
-            # session (from any replica) take their entry numbers one after the other.
-            await conn.execute(
-                f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET"
-                " title = COALESCE(excluded.title, sessions.title),"
-                " updated_at = excluded.updated_at",
-                session_values(commit.session),
-            )
-            await self._append_entries(conn, session_id, commit.entries)
-            async with conn.cursor() as cursor:
-                await cursor.executemany(
-                    "INSERT INTO usage (session_id, model, prompt_tokens, completion_tokens, at)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    [
-                        (session_id, u.model, u.prompt_tokens, u.completion_tokens, u.at)
-                        for u in commit.usage
-                    ],
-                )
-                await cursor.executemany(
-                    "INSERT INTO events (session_id, kind, data, at) VALUES (%s, %s, %s, %s)",
-                    [(session_id, e.kind, e.data_json, e.at) for e in commit.events],
-                )
-            await _settle(conn, commit.answered, "answered")
-
-    async def _append_entries(
-        self, conn: AsyncConn, session_id: str, entries: Sequence[StoredEntry]
-    ) -> None:
-        cursor = await conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM entries WHERE session_id = %s", (session_id,)
-        )
-        row = await cursor.fetchone()
-        seq = int(row[0]) if row else 0
-        now = self._clock()
-        for entry in entries:
-            seq += 1
-            what = f"entry {seq} of session {session_id!r}"
-            if isinstance(entry, CompactMarker):
-                archive = await conn.execute(
-                    "INSERT INTO archives (session_id, summary, entries, created_at)"
-                    " VALUES (%s, %s, %s, %s) RETURNING id",
-                    (
-                        session_id,
-                        entry.summary,
-                        encode_archive(entry, f"the archive of {what}"),
-                        now,
-                    ),
-                )
-                archive_row = await archive.fetchone()
-                assert archive_row is not None  # RETURNING always yields the row
-                data = encode_marker(entry, int(archive_row[0]), what)
-            else:
-                data = encode_entry(entry, what)
-            await conn.execute(
-                "INSERT INTO entries (session_id, seq, kind, data, created_at)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (session_id, seq, entry.kind, data, now),
-            )
-
-    async def load_entries(self, session_id: str) -> list[StoredEntry]:
-        rows = await self._rows(
-            "load entries",
-            "SELECT e.seq, e.data, a.entries FROM entries AS e"
-            " LEFT JOIN archives AS a"
-            " ON e.kind = 'compact' AND a.id = (e.data::json ->> 'archive_id')::bigint"
-            " WHERE e.session_id = %s ORDER BY e.seq",
-            session_id,
-        )
-        return [
-            decode_entry(data, archived, f"Entry {seq} of session {session_id!r} in {self._where}")
-            for seq, data, archived in rows
-        ]
-
-    async def load_context(self, session_id: str) -> list[Entry]:
-        return rebuild_context(await self.load_entries(session_id))
-
-    async def usage_totals(self, session_id: str) -> tuple[int, int]:
-        rows = await self._rows(
-            "sum usage",
-            "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
-            " FROM usage WHERE session_id = %s",
-            session_id,
-        )
-        return int(rows[0][0]), int(rows[0][1])
-
-    # -- sessions ------------------------------------------------------------------------
-
-    async def get_session(self, session_id: str) -> SessionRecord | None:
-        rows = await self._rows(
-            "read a session", f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", session_id
-        )
-        return session_record(rows[0]) if rows else None
-
-    async def find_session(self, agent: str, sender: str, topic_key: str) -> SessionRecord | None:
-        rows = await self._rows(
-            "find a session",
-            f"SELECT {SESSION_COLUMNS} FROM sessions"
-            " WHERE agent = %s AND sender = %s AND topic_key = %s"
-            " ORDER BY updated_at DESC, seq DESC LIMIT 1",
-            agent,
-            sender,
-            topic_key,
-        )
-        return session_record(rows[0]) if rows else None
-
-    async def list_sessions(self, agent: str, sender: str) -> list[SessionRecord]:
-        rows = await self._rows(
-            "list sessions",
-            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE agent = %s AND sender = %s"
-            " ORDER BY updated_at DESC, seq DESC",
-            agent,
-            sender,
-        )
-        return [session_record(row) for row in rows]
-
-    # -- router state, bindings -----------------------------------------------------------
-
-    async def get_active_topic(self, agent: str, sender: str) -> str | None:
-        rows = await self._rows(
-            "read the active topic",
-            "SELECT active_topic FROM router_state WHERE agent = %s AND sender = %s",
-            agent,
-            sender,
-        )
-        return str(rows[0][0]) if rows else None
-
-    async def set_active_topic(self, agent: str, sender: str, topic_key: str | None) -> None:
-        async with self._use("set the active topic") as conn:
-            if topic_key is None:
-                await conn.execute(
-                    "DELETE FROM router_state WHERE agent = %s AND sender = %s", (agent, sender)
-                )
-            else:
-                await conn.execute(
-                    "INSERT INTO router_state (agent, sender, active_topic) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (agent, sender) DO UPDATE"
-                    " SET active_topic = excluded.active_topic",
-                    (agent, sender, topic_key),
-                )
-
-    async def bind_thread(self, platform: str, thread_id: str, session_id: str) -> None:
-        async with self._use("bind a thread") as conn:
-            await conn.execute(
-                "INSERT INTO bindings (platform, thread_id, session_id) VALUES (%s, %s, %s)"
-                " ON CONFLICT (platform, thread_id) DO UPDATE SET session_id = excluded.session_id",
-                (platform, thread_id, session_id),
-            )
-
-    async def get_binding(self, platform: str, thread_id: str) -> str | None:
-        rows = await self._rows(
-            "read a thread binding",
-            "SELECT session_id FROM bindings WHERE platform = %s AND thread_id = %s",
-            platform,
-            thread_id,
-        )
-        return str(rows[0][0]) if rows else None
-
-    # -- the durable inbox -----------------------------------------------------------------
-
-    async def accept_inbound(self, records: Sequence[InboxRecord]) -> list[bool]:
-        accepted: list[bool] = []
-        async with self._use("accept inbound messages", transaction=True) as conn:
-            for record in records:
-                cursor = await conn.execute(
-                    "INSERT INTO inbox (id, platform, payload, state, accepted_at)"
-                    " VALUES (%s, %s, %s, 'accepted', %s) ON CONFLICT (id) DO NOTHING",
-                    (record.id, record.platform, record.payload, record.accepted_at),
-                )
-                accepted.append(cursor.rowcount == 1)
-        return accepted
-
-    async def settle_inbound(self, ids: Sequence[str], state: InboxState) -> None:
-        check_settled_state(state)
-        async with self._use("settle inbound messages") as conn:
-            await _settle(conn, ids, state)
-
-    async def unanswered_inbound(self) -> list[InboxRecord]:
-        rows = await self._rows(
-            "read the unanswered inbox",
-            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE state = 'accepted' ORDER BY accepted_at, seq",
-        )
-        return [inbox_record(row) for row in rows]
-
-    async def get_inbound(self, ids: Sequence[str]) -> list[InboxRecord]:
-        wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return []
-        rows = await self._rows(
-            "read inbox records",
-            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id = ANY(%s)",
-            wanted,
-        )
-        return in_order(wanted, [inbox_record(row) for row in rows])
-
-    async def prune_inbound(self, before: float) -> int:
-        async with self._use("prune the inbox") as conn:
-            cursor = await conn.execute(
-                "DELETE FROM inbox WHERE state <> 'accepted' AND accepted_at < %s", (before,)
-            )
-            return cursor.rowcount
-
-    # -- replicas: leases on the server's clock, LISTEN/NOTIFY --------------------------
-    # Lease times come from the database server's clock, so replicas whose clocks
-    # disagree still agree on when a lease ends.
-
-    async def try_acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
-        rows = await self._rows(
-            "take a conversation lease",
-            f"INSERT INTO conversation_leases (key, owner, expires_at) VALUES (%s, %s, {_NOW} + %s)"
-            " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner,"
-            " expires_at = excluded.expires_at"
-            " WHERE conversation_leases.owner = excluded.owner"
-            f" OR conversation_leases.expires_at < {_NOW}"
-            " RETURNING key",
-            key,
-            owner,
-            ttl,
-        )
-        return bool(rows)
-
-    async def renew_leases(self, owner: str, ttl: float) -> list[str]:
-        rows = await self._rows(
-            "renew conversation leases",
-            f"UPDATE conversation_leases SET expires_at = {_NOW} + %s"
-            f" WHERE owner = %s AND expires_at >= {_NOW} RETURNING key",
-            ttl,
-            owner,
-        )
-        return sorted(str(row[0]) for row in rows)
-
-    async def release_lease(self, key: str, owner: str) -> None:
-        async with self._use("release a conversation lease") as conn:
-            await conn.execute(
-                "DELETE FROM conversation_leases WHERE key = %s AND owner = %s", (key, owner)
-            )
+    # -- notifications: LISTEN/NOTIFY reach every replica -------------------------------
 
     async def notify(self, channel: str, payload: str) -> None:
-        async with self._use("notify") as conn:
-            await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+        await self._fetch("notify", "SELECT pg_notify(?, ?)", channel, payload)
 
     async def listen(self, channel: str, callback: NotifyCallback) -> Unlisten:
         """LISTEN on a connection of its own, outside the pool, read by one task."""
@@ -497,7 +244,26 @@ class PostgresStorage:
             await conn.close()
 
 
-async def _settle(conn: AsyncConn, ids: Sequence[str], state: InboxState) -> None:
-    # One statement: settling is atomic without an explicit transaction.
-    if ids:
-        await conn.execute("UPDATE inbox SET state = %s WHERE id = ANY(%s)", (state, list(ids)))
+class _Conn:
+    """The ``SqlConn`` of one pooled connection; ``?`` placeholders become ``%s``."""
+
+    def __init__(self, conn: AsyncConn) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        cursor = await self._conn.execute(_placeholders(sql), params)
+        return await cursor.fetchall()
+
+    async def run(self, sql: str, params: Sequence[object] = ()) -> int:
+        cursor = await self._conn.execute(_placeholders(sql), params)
+        return cursor.rowcount
+
+    async def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(_placeholders(sql), rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _placeholders(sql: str) -> str:
+    # The queries in runtime.storage.sql hold no '?' nor '%' but their placeholders.
+    return sql.replace("?", "%s")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -23,38 +24,31 @@ from typing import Any
 import aiosqlite
 
 from runtime.errors import StorageError
-from runtime.history import CompactMarker, Entry, StoredEntry, rebuild_context
-from runtime.storage.base import (
-    InboxRecord,
-    InboxState,
-    NotifyCallback,
-    RunCommit,
-    SessionRecord,
-    Unlisten,
-    check_settled_state,
-)
-from runtime.storage.codec import (
-    INBOX_COLUMNS,
-    SESSION_COLUMNS,
-    decode_entry,
-    encode_archive,
-    encode_entry,
-    encode_marker,
-    in_order,
-    inbox_record,
-    session_record,
-    session_values,
-)
+from runtime.storage.base import NotifyCallback, Unlisten
 from runtime.storage.local_channels import LocalChannels
 from runtime.storage.schema import LATEST_VERSION, pending
+from runtime.storage.sql import Dialect, Row, SqlStore
 
 _log = logging.getLogger(__name__)
 
 _MEMORY = ":memory:"
 
+# The lease clock as a SQL function: the store's clock, so leases read the same time
+# as everything else the store writes (and a test's clock moves them too).
+_CLOCK_FUNCTION = "agent_gateway_now"
 
-class SqliteStorage:
+
+class SqliteStorage(SqlStore):
     """The ``Storage`` protocol on a SQLite file (or ``":memory:"``)."""
+
+    dialect = Dialect(
+        archive_id="json_extract(e.data, '$.archive_id')",
+        insert_order="rowid",
+        now=f"{_CLOCK_FUNCTION}()",
+        in_list="IN (SELECT value FROM json_each(?))",
+        # One JSON array parameter, so a long list never meets SQLite's variable limit.
+        list_param=lambda values: json.dumps(list(values)),
+    )
 
     def __init__(
         self,
@@ -63,9 +57,9 @@ class SqliteStorage:
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(clock=clock)
         self._path = os.fspath(path)
         self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._channels = LocalChannels()
@@ -77,6 +71,10 @@ class SqliteStorage:
     @property
     def is_open(self) -> bool:
         return self._db is not None
+
+    @property
+    def label(self) -> str:
+        return f"the storage file {self._path!r}"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -116,6 +114,7 @@ class SqliteStorage:
             _log.warning("storage file %s refused WAL mode (journal_mode=%s)", self._path, mode)
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
+        await db.create_function(_CLOCK_FUNCTION, 0, self._clock)
         await self._migrate(db)
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
@@ -162,7 +161,7 @@ class SqliteStorage:
             ) from exc
 
     @contextlib.asynccontextmanager
-    async def _use(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+    async def _use(self, action: str, *, transaction: bool = False) -> AsyncIterator[_Conn]:
         async with self._lock:
             db = self._db
             if db is None:
@@ -171,246 +170,13 @@ class SqliteStorage:
                     f"(while trying to {action})."
                 )
             with self._errors(action):
-                yield db
+                if not transaction:
+                    yield _Conn(db)
+                    return
+                async with _transaction(db):
+                    yield _Conn(db)
 
-    # -- runs ----------------------------------------------------------------------------
-
-    async def commit_run(self, commit: RunCommit) -> None:
-        """Upsert the session and append everything the run produced, all or nothing."""
-        session_id = commit.session.id
-        async with self._use("commit a run"), _transaction(self._connection()) as db:
-            await _upsert_session(db, commit.session)
-            await self._append_entries(db, session_id, commit.entries)
-            await db.executemany(
-                "INSERT INTO usage (session_id, model, prompt_tokens, completion_tokens, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (session_id, u.model, u.prompt_tokens, u.completion_tokens, u.at)
-                    for u in commit.usage
-                ],
-            )
-            await db.executemany(
-                "INSERT INTO events (session_id, kind, data, at) VALUES (?, ?, ?, ?)",
-                [(session_id, e.kind, e.data_json, e.at) for e in commit.events],
-            )
-            await _settle(db, commit.answered, "answered")
-
-    async def _append_entries(
-        self, db: aiosqlite.Connection, session_id: str, entries: Sequence[StoredEntry]
-    ) -> None:
-        seq = int(
-            await _scalar(
-                db, "SELECT COALESCE(MAX(seq), 0) FROM entries WHERE session_id = ?", session_id
-            )
-        )
-        now = self._clock()
-        # Entries are encoded one by one between inserts: a failure half-way relies on
-        # the surrounding transaction, never on having validated everything up front.
-        for entry in entries:
-            seq += 1
-            if isinstance(entry, CompactMarker):
-                data = await self._write_archive(db, session_id, entry, now)
-            else:
-                data = encode_entry(entry, f"entry {seq} of session {session_id!r}")
-            await db.execute(
-                "INSERT INTO entries (session_id, seq, kind, data, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (session_id, seq, entry.kind, data, now),
-            )
-
-    async def _write_archive(
-        self, db: aiosqlite.Connection, session_id: str, marker: CompactMarker, now: float
-    ) -> str:
-        """Store the marker's archived entries and summary; return the marker's entry
-        JSON, which points at the archive instead of repeating the archived entries."""
-        archived = encode_archive(marker, f"the archive of session {session_id!r}")
-        cursor = await db.execute(
-            "INSERT INTO archives (session_id, summary, entries, created_at) VALUES (?, ?, ?, ?)",
-            (session_id, marker.summary, archived, now),
-        )
-        assert cursor.lastrowid is not None  # an INSERT into a rowid table sets it
-        return encode_marker(
-            marker, cursor.lastrowid, f"the compact marker of session {session_id!r}"
-        )
-
-    async def load_entries(self, session_id: str) -> list[StoredEntry]:
-        async with self._use("load entries") as db:
-            rows = await db.execute_fetchall(
-                "SELECT e.seq, e.data, a.entries FROM entries AS e"
-                " LEFT JOIN archives AS a"
-                " ON e.kind = 'compact' AND a.id = json_extract(e.data, '$.archive_id')"
-                " WHERE e.session_id = ? ORDER BY e.seq",
-                (session_id,),
-            )
-        return [self._decode(session_id, seq, data, archived) for seq, data, archived in rows]
-
-    def _decode(self, session_id: str, seq: int, data: str, archived: str | None) -> StoredEntry:
-        where = f"Entry {seq} of session {session_id!r} in the storage file {self._path!r}"
-        return decode_entry(data, archived, where)
-
-    async def load_context(self, session_id: str) -> list[Entry]:
-        return rebuild_context(await self.load_entries(session_id))
-
-    async def usage_totals(self, session_id: str) -> tuple[int, int]:
-        async with self._use("sum usage") as db:
-            rows = await _rows(
-                db,
-                "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)"
-                " FROM usage WHERE session_id = ?",
-                session_id,
-            )
-        return int(rows[0][0]), int(rows[0][1])
-
-    # -- sessions ------------------------------------------------------------------------
-
-    async def get_session(self, session_id: str) -> SessionRecord | None:
-        async with self._use("read a session") as db:
-            rows = await _rows(
-                db, f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", session_id
-            )
-        return session_record(rows[0]) if rows else None
-
-    async def find_session(self, agent: str, sender: str, topic_key: str) -> SessionRecord | None:
-        async with self._use("find a session") as db:
-            rows = await _rows(
-                db,
-                f"SELECT {SESSION_COLUMNS} FROM sessions"
-                " WHERE agent = ? AND sender = ? AND topic_key = ?"
-                " ORDER BY updated_at DESC, rowid DESC LIMIT 1",
-                agent,
-                sender,
-                topic_key,
-            )
-        return session_record(rows[0]) if rows else None
-
-    async def list_sessions(self, agent: str, sender: str) -> list[SessionRecord]:
-        async with self._use("list sessions") as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE agent = ? AND sender = ?"
-                " ORDER BY updated_at DESC, rowid DESC",
-                (agent, sender),
-            )
-        return [session_record(row) for row in rows]
-
-    # -- router state, bindings -----------------------------------------------------------
-
-    async def get_active_topic(self, agent: str, sender: str) -> str | None:
-        async with self._use("read the active topic") as db:
-            value = await _scalar(
-                db,
-                "SELECT active_topic FROM router_state WHERE agent = ? AND sender = ?",
-                agent,
-                sender,
-            )
-        return None if value is None else str(value)
-
-    async def set_active_topic(self, agent: str, sender: str, topic_key: str | None) -> None:
-        async with self._use("set the active topic") as db:
-            if topic_key is None:
-                await db.execute(
-                    "DELETE FROM router_state WHERE agent = ? AND sender = ?", (agent, sender)
-                )
-            else:
-                await db.execute(
-                    "INSERT INTO router_state (agent, sender, active_topic) VALUES (?, ?, ?)"
-                    " ON CONFLICT (agent, sender) DO UPDATE"
-                    " SET active_topic = excluded.active_topic",
-                    (agent, sender, topic_key),
-                )
-
-    async def bind_thread(self, platform: str, thread_id: str, session_id: str) -> None:
-        async with self._use("bind a thread") as db:
-            await db.execute(
-                "INSERT INTO bindings (platform, thread_id, session_id) VALUES (?, ?, ?)"
-                " ON CONFLICT (platform, thread_id) DO UPDATE SET session_id = excluded.session_id",
-                (platform, thread_id, session_id),
-            )
-
-    async def get_binding(self, platform: str, thread_id: str) -> str | None:
-        async with self._use("read a thread binding") as db:
-            value = await _scalar(
-                db,
-                "SELECT session_id FROM bindings WHERE platform = ? AND thread_id = ?",
-                platform,
-                thread_id,
-            )
-        return None if value is None else str(value)
-
-    # -- the durable inbox -----------------------------------------------------------------
-
-    async def accept_inbound(self, records: Sequence[InboxRecord]) -> list[bool]:
-        accepted: list[bool] = []
-        async with self._use("accept inbound messages"), _transaction(self._connection()) as db:
-            for record in records:
-                cursor = await db.execute(
-                    "INSERT INTO inbox (id, platform, payload, state, accepted_at)"
-                    " VALUES (?, ?, ?, 'accepted', ?) ON CONFLICT (id) DO NOTHING",
-                    (record.id, record.platform, record.payload, record.accepted_at),
-                )
-                accepted.append(cursor.rowcount == 1)
-        return accepted
-
-    async def settle_inbound(self, ids: Sequence[str], state: InboxState) -> None:
-        check_settled_state(state)
-        async with self._use("settle inbound messages"), _transaction(self._connection()) as db:
-            await _settle(db, ids, state)
-
-    async def unanswered_inbound(self) -> list[InboxRecord]:
-        async with self._use("read the unanswered inbox") as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {INBOX_COLUMNS} FROM inbox"
-                " WHERE state = 'accepted' ORDER BY accepted_at, rowid"
-            )
-        return [inbox_record(row) for row in rows]
-
-    async def get_inbound(self, ids: Sequence[str]) -> list[InboxRecord]:
-        wanted = list(dict.fromkeys(ids))
-        if not wanted:
-            return []
-        marks = ", ".join("?" * len(wanted))
-        async with self._use("read inbox records") as db:
-            rows = await db.execute_fetchall(
-                f"SELECT {INBOX_COLUMNS} FROM inbox WHERE id IN ({marks})", wanted
-            )
-        return in_order(wanted, [inbox_record(row) for row in rows])
-
-    async def prune_inbound(self, before: float) -> int:
-        async with self._use("prune the inbox") as db:
-            cursor = await db.execute(
-                "DELETE FROM inbox WHERE state <> 'accepted' AND accepted_at < ?", (before,)
-            )
-        return cursor.rowcount
-
-    # -- replicas: one process owns everything, but the semantics are PostgreSQL's -------
-
-    async def try_acquire_lease(self, key: str, owner: str, ttl: float) -> bool:
-        now = self._clock()
-        async with self._use("take a conversation lease") as db:
-            cursor = await db.execute(
-                "INSERT INTO conversation_leases (key, owner, expires_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET owner = excluded.owner,"
-                " expires_at = excluded.expires_at"
-                " WHERE conversation_leases.owner = excluded.owner"
-                " OR conversation_leases.expires_at < ?",
-                (key, owner, now + ttl, now),
-            )
-        return cursor.rowcount == 1
-
-    async def renew_leases(self, owner: str, ttl: float) -> list[str]:
-        now = self._clock()
-        async with self._use("renew conversation leases") as db:
-            rows = await db.execute_fetchall(
-                "UPDATE conversation_leases SET expires_at = ?"
-                " WHERE owner = ? AND expires_at >= ? RETURNING key",
-                (now + ttl, owner, now),
-            )
-        return sorted(str(row[0]) for row in rows)
-
-    async def release_lease(self, key: str, owner: str) -> None:
-        async with self._use("release a conversation lease") as db:
-            await db.execute(
-                "DELETE FROM conversation_leases WHERE key = ? AND owner = ?", (key, owner)
-            )
+    # -- notifications: one process owns every listener -----------------------------------
 
     async def notify(self, channel: str, payload: str) -> None:
         async with self._use("notify"):
@@ -419,11 +185,6 @@ class SqliteStorage:
     async def listen(self, channel: str, callback: NotifyCallback) -> Unlisten:
         async with self._use("listen"):
             return self._channels.listen(channel, callback)
-
-    def _connection(self) -> aiosqlite.Connection:
-        # Only called under _use, which has checked the store is open.
-        assert self._db is not None
-        return self._db
 
 
 @contextlib.asynccontextmanager
@@ -445,28 +206,25 @@ async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conn
         raise
 
 
-async def _upsert_session(db: aiosqlite.Connection, session: SessionRecord) -> None:
-    # A commit without a title never erases one set meanwhile (by /title or the
-    # background title task).
-    await db.execute(
-        f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (id) DO UPDATE SET"
-        " title = COALESCE(excluded.title, sessions.title),"
-        " updated_at = excluded.updated_at",
-        session_values(session),
-    )
+class _Conn:
+    """The ``SqlConn`` of the store's one connection (under the store's lock)."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return [tuple(row) for row in await self._db.execute_fetchall(sql, params)]
+
+    async def run(self, sql: str, params: Sequence[object] = ()) -> int:
+        async with self._db.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    async def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        await self._db.executemany(sql, rows)
 
 
-async def _settle(db: aiosqlite.Connection, ids: Sequence[str], state: InboxState) -> None:
-    await db.executemany("UPDATE inbox SET state = ? WHERE id = ?", [(state, i) for i in ids])
-
-
-async def _rows(db: aiosqlite.Connection, sql: str, *params: object) -> list[sqlite3.Row]:
-    return list(await db.execute_fetchall(sql, params))
-
-
-async def _scalar(db: aiosqlite.Connection, sql: str, *params: object) -> Any:
-    rows = await _rows(db, sql, *params)
+async def _scalar(db: aiosqlite.Connection, sql: str) -> Any:
+    rows = list(await db.execute_fetchall(sql))
     return rows[0][0] if rows else None
 
 
