@@ -28,9 +28,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
-from runtime.errors import StorageError
 from runtime.storage.base import NotifyCallback, Unlisten
-from runtime.storage.schema import LATEST_VERSION, pending
+from runtime.storage.schema import LATEST_VERSION, VersionKeeping, migrate
 from runtime.storage.sql import Dialect, Row, SqlStore
 
 _log = logging.getLogger(__name__)
@@ -42,6 +41,16 @@ _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 
 # Any constant shared by every replica: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x61677477  # "agtw"
+
+_VERSION = VersionKeeping(
+    dialect="postgres",
+    read="SELECT MAX(version) FROM schema_version",
+    write=lambda version: (
+        "DELETE FROM schema_version",
+        f"INSERT INTO schema_version (version) VALUES ({version})",
+    ),
+    setting="url at another database",
+)
 
 
 def describe_url(url: str) -> str:
@@ -95,7 +104,7 @@ class PostgresStorage(SqlStore):
 
     @property
     def label(self) -> str:
-        return self._where
+        return f"the PostgreSQL database {self._where}"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -106,7 +115,7 @@ class PostgresStorage(SqlStore):
         with self._errors("open"):
             conn = await self.connect()
             try:
-                await self._migrate(conn)
+                await migrate(lambda: self._migration(conn), _VERSION, self.label)
             finally:
                 await conn.close()
             pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
@@ -139,41 +148,16 @@ class PostgresStorage(SqlStore):
         )
         return conn
 
-    async def _migrate(self, conn: AsyncConn) -> None:
-        while True:
-            async with conn.transaction():
-                # Replicas starting together queue here, each then reading the version
-                # anew; even CREATE TABLE IF NOT EXISTS races without the lock.
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-                )
-                row = await (
-                    await conn.execute("SELECT MAX(version) FROM schema_version")
-                ).fetchone()
-                current = int(row[0]) if row and row[0] is not None else 0
-                if current > LATEST_VERSION:
-                    raise StorageError(
-                        f"The PostgreSQL database {self._where} has schema version {current}, "
-                        f"newer than version {LATEST_VERSION} that this agent-gateway knows; "
-                        "upgrade agent-gateway or point [storage] url at another database."
-                    )
-                todo = pending(current)
-                if not todo:
-                    return
-                migration = todo[0]
-                for statement in migration.postgres:
-                    await conn.execute(statement)
-                await conn.execute("DELETE FROM schema_version")
-                await conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (%s)", (migration.version,)
-                )
-            _log.info(
-                "storage %s migrated to version %d (%s)",
-                self._where,
-                migration.version,
-                migration.description,
+    @contextlib.asynccontextmanager
+    async def _migration(self, conn: AsyncConn) -> AsyncIterator[_Conn]:
+        async with conn.transaction():
+            # Replicas starting together queue here, each then reading the version
+            # anew; even CREATE TABLE IF NOT EXISTS races without the lock.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
             )
+            yield _Conn(conn)
 
     # -- the one place psycopg errors become StorageError ---------------------------------
 
@@ -182,19 +166,13 @@ class PostgresStorage(SqlStore):
         try:
             yield
         except (psycopg.Error, OSError) as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StorageError(
-                f"The PostgreSQL database {self._where} failed to {action}: {detail}."
-            ) from exc
+            raise self._failure(action, exc) from exc
 
     @contextlib.asynccontextmanager
     async def _use(self, action: str, *, transaction: bool = False) -> AsyncIterator[_Conn]:
         pool = self._pool
         if pool is None:
-            raise StorageError(
-                f"The PostgreSQL database {self._where} is not open; call open() first "
-                f"(while trying to {action})."
-            )
+            raise self._not_open(action)
         with self._errors(action):
             async with pool.connection() as conn:
                 if not transaction:
@@ -211,7 +189,7 @@ class PostgresStorage(SqlStore):
     async def listen(self, channel: str, callback: NotifyCallback) -> Unlisten:
         """LISTEN on a connection of its own, outside the pool, read by one task."""
         if self._pool is None:
-            raise StorageError(f"The PostgreSQL database {self._where} is not open (listen).")
+            raise self._not_open(f"listen on {channel!r}")
         with self._errors(f"listen on {channel!r}"):
             conn = await self.connect()
             try:

@@ -9,7 +9,16 @@ one known version. Add a migration at the end, never edit one that has shipped.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Literal
+
+from runtime.errors import StorageError
+from runtime.storage.sql import SqlConn, capital
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -244,3 +253,50 @@ LATEST_VERSION = MIGRATIONS[-1].version
 def pending(current: int) -> list[Migration]:
     """The migrations a file at version ``current`` still needs, in order."""
     return [m for m in MIGRATIONS if m.version > current]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VersionKeeping:
+    """How a backend keeps its schema version, and which dialect its migrations use."""
+
+    dialect: Literal["sqlite", "postgres"]
+    read: str
+    """SQL whose one value is the version (NULL, or no row, for an empty database)."""
+    write: Callable[[int], Sequence[str]]
+    """The statements that record a new version (an int, so formatting it is safe)."""
+    setting: str
+    """Where ``[storage]`` points at another database: "path at another file"."""
+
+
+async def migrate(
+    begin: Callable[[], AbstractAsyncContextManager[SqlConn]],
+    keeping: VersionKeeping,
+    label: str,
+) -> None:
+    """Apply every pending migration, each in a transaction ``begin`` opens. The backend
+    makes that transaction exclusive, so the version read inside it stays true until
+    the migration is applied: processes opening one database at once never apply a
+    migration twice."""
+    while True:
+        async with begin() as conn:
+            rows = await conn.fetch(keeping.read)
+            current = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+            if current > LATEST_VERSION:
+                raise StorageError(
+                    f"{capital(label)} has schema version {current}, newer than version "
+                    f"{LATEST_VERSION} that this agent-gateway knows; upgrade agent-gateway "
+                    f"or point [storage] {keeping.setting}."
+                )
+            todo = pending(current)
+            if not todo:
+                return
+            migration = todo[0]
+            statements = migration.sqlite if keeping.dialect == "sqlite" else migration.postgres
+            for statement in (*statements, *keeping.write(migration.version)):
+                await conn.run(statement)
+        _log.info(
+            "%s migrated to schema version %d (%s)",
+            capital(label),
+            migration.version,
+            migration.description,
+        )

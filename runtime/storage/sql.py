@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from runtime.errors import StorageError
 from runtime.history import CompactMarker, Entry, StoredEntry, rebuild_context
 from runtime.storage.base import (
     InboxRecord,
@@ -90,13 +91,26 @@ class SqlStore(ABC):
     @property
     @abstractmethod
     def label(self) -> str:
-        """The database as messages name it."""
+        """The database as messages name it, in lower case ("the storage file ...")."""
 
     @abstractmethod
     async def notify(self, channel: str, payload: str) -> None: ...
 
     @abstractmethod
     async def listen(self, channel: str, callback: NotifyCallback) -> Unlisten: ...
+
+    # -- what both backends say and do the same way -------------------------------------
+
+    def _not_open(self, action: str) -> StorageError:
+        return StorageError(
+            f"{capital(self.label)} is not open; call open() first (while trying to {action})."
+        )
+
+    def _failure(self, action: str, exc: BaseException) -> StorageError:
+        """The driver's error ``exc`` (its first line) as the one sentence users see."""
+        text = str(exc).strip()
+        detail = text.splitlines()[0] if text else type(exc).__name__
+        return StorageError(f"{capital(self.label)} failed to {action}: {detail}.")
 
     async def _fetch(self, action: str, sql: str, *params: object) -> list[Row]:
         async with self._use(action) as conn:
@@ -372,3 +386,8 @@ class SqlStore(ABC):
             key,
             owner,
         )
+
+
+def capital(label: str) -> str:
+    """``label`` to begin a sentence."""
+    return label[:1].upper() + label[1:]

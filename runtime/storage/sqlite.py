@@ -26,7 +26,7 @@ import aiosqlite
 from runtime.errors import StorageError
 from runtime.storage.base import NotifyCallback, Unlisten
 from runtime.storage.local_channels import LocalChannels
-from runtime.storage.schema import LATEST_VERSION, pending
+from runtime.storage.schema import LATEST_VERSION, VersionKeeping, migrate
 from runtime.storage.sql import Dialect, Row, SqlStore
 
 _log = logging.getLogger(__name__)
@@ -36,6 +36,13 @@ _MEMORY = ":memory:"
 # The lease clock as a SQL function: the store's clock, so leases read the same time
 # as everything else the store writes (and a test's clock moves them too).
 _CLOCK_FUNCTION = "agent_gateway_now"
+
+_VERSION = VersionKeeping(
+    dialect="sqlite",
+    read="PRAGMA user_version",
+    write=lambda version: (f"PRAGMA user_version = {version}",),
+    setting="path at another file",
+)
 
 
 class SqliteStorage(SqlStore):
@@ -115,33 +122,8 @@ class SqliteStorage(SqlStore):
         await db.execute("PRAGMA synchronous = NORMAL")
         await db.execute("PRAGMA foreign_keys = ON")
         await db.create_function(_CLOCK_FUNCTION, 0, self._clock)
-        await self._migrate(db)
-
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        # The version is read inside each write transaction, so two processes opening
-        # the same file at once never apply a migration twice.
-        while True:
-            async with _transaction(db):
-                current = int(await _scalar(db, "PRAGMA user_version"))
-                if current > LATEST_VERSION:
-                    raise StorageError(
-                        f"The storage file {self._path!r} has schema version {current}, "
-                        f"newer than version {LATEST_VERSION} that this agent-gateway knows; "
-                        "upgrade agent-gateway or point [storage] path at another file."
-                    )
-                todo = pending(current)
-                if not todo:
-                    return
-                migration = todo[0]
-                for statement in migration.sqlite:
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {migration.version}")
-            _log.info(
-                "storage file %s migrated to version %d (%s)",
-                self._path,
-                migration.version,
-                migration.description,
-            )
+        # BEGIN IMMEDIATE takes the write lock before the version is read.
+        await migrate(lambda: _transaction(db), _VERSION, self.label)
 
     # -- the one place sqlite errors become StorageError --------------------------------
 
@@ -156,25 +138,20 @@ class SqliteStorage(SqlStore):
                     f"cannot open the SQLite database at {self._path}: "
                     f"{_open_failure(self._path, exc)}; set storage.path to a file."
                 ) from exc
-            raise StorageError(
-                f"The storage file {self._path!r} failed to {action}: {exc}."
-            ) from exc
+            raise self._failure(action, exc) from exc
 
     @contextlib.asynccontextmanager
     async def _use(self, action: str, *, transaction: bool = False) -> AsyncIterator[_Conn]:
         async with self._lock:
             db = self._db
             if db is None:
-                raise StorageError(
-                    f"The storage file {self._path!r} is not open; call open() first "
-                    f"(while trying to {action})."
-                )
+                raise self._not_open(action)
             with self._errors(action):
                 if not transaction:
                     yield _Conn(db)
                     return
-                async with _transaction(db):
-                    yield _Conn(db)
+                async with _transaction(db) as conn:
+                    yield conn
 
     # -- notifications: one process owns every listener -----------------------------------
 
@@ -188,7 +165,7 @@ class SqliteStorage(SqlStore):
 
 
 @contextlib.asynccontextmanager
-async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[_Conn]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation.
 
     The rollback is queued on the connection's worker thread behind every statement
@@ -196,7 +173,7 @@ async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Conn
     """
     await db.execute("BEGIN IMMEDIATE")
     try:
-        yield db
+        yield _Conn(db)
         await db.execute("COMMIT")
     except BaseException:
         try:
