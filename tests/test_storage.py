@@ -368,6 +368,15 @@ async def test_get_inbound_reads_records_by_id_in_any_state(storage: StoreUnderT
     assert await storage.get_inbound([]) == []
 
 
+async def test_long_id_lists_settle_and_read_in_one_call(storage: StoreUnderTest) -> None:
+    # More ids than SQLite allows bound variables in one statement (32766).
+    await storage.accept_inbound([inbox(1), inbox(2)])
+    ids = [f"telegram:{n}" for n in range(40_000)]
+    assert [r.id for r in await storage.get_inbound(ids)] == ["telegram:1", "telegram:2"]
+    await storage.settle_inbound(ids, "expired")
+    assert await storage.unanswered_inbound() == []
+
+
 async def test_prune_deletes_only_old_settled_records(storage: StoreUnderTest) -> None:
     await storage.accept_inbound(
         [inbox(1, at=10.0), inbox(2, at=10.0), inbox(3, at=10.0), inbox(4, at=50.0)]

@@ -143,6 +143,26 @@ async def test_unwritable_directory_names_path_and_fix(tmp_path: Path) -> None:
     assert isinstance(info.value.__cause__, OSError)
 
 
+async def test_leases_run_on_the_stores_clock(tmp_path: Path) -> None:
+    # SQLite has no server clock: leases read the clock the store was given.
+    now = [1000.0]
+    store = SqliteStorage(tmp_path / "g.db", clock=lambda: now[0])
+    await store.open()
+    try:
+        assert await store.try_acquire_lease("conv", "a", 10.0)
+        assert await fetch(tmp_path / "g.db", "SELECT expires_at FROM conversation_leases") == [
+            (1010.0,)
+        ]
+        now[0] = 1009.0
+        assert not await store.try_acquire_lease("conv", "b", 10.0)
+        assert await store.renew_leases("a", 10.0) == ["conv"]  # now until 1019
+        now[0] = 1019.5
+        assert await store.renew_leases("a", 10.0) == []
+        assert await store.try_acquire_lease("conv", "b", 10.0)
+    finally:
+        await store.close()
+
+
 async def test_version_1_file_migrates_to_the_inbox(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     async with aiosqlite.connect(path, isolation_level=None) as db:
