@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import Adapter
+from gateway.cluster import Cluster
 from gateway.config import GatewayConfig, StorageConfig
 from gateway.http_server import HttpServer
 from gateway.metrics import Metrics
@@ -25,7 +26,7 @@ from gateway.pipeline import Pipeline
 from gateway.policy import AdapterPolicy
 from gateway.redaction import install_redaction
 from gateway.startup import bind_listener
-from gateway.supervisor import Supervised, supervise
+from gateway.supervisor import Supervised, supervise, supervise_elected
 from gateway.wiring import (
     agent_spec,
     bindings,
@@ -51,6 +52,17 @@ INTAKE_STOP = 2.0
 """Seconds each adapter gets to stop taking events at shutdown."""
 FINAL_FLUSH = 3.0
 """Seconds final replies get to land after the runs ended or were cancelled."""
+
+
+def elected_adapters(config: GatewayConfig) -> set[str]:
+    """Adapters one replica runs at a time: Telegram polling (two pollers would steal
+    each other's updates) and Discord's gateway connection. Webhook and HTTP modes, and
+    Slack's Socket Mode (Slack spreads events over connections), run everywhere."""
+    elected = {"discord"}
+    telegram = config.adapters.telegram
+    if telegram is not None and telegram.mode == "polling":
+        elected.add("telegram")
+    return elected
 
 
 def build_storage(config: StorageConfig) -> Storage:
@@ -79,6 +91,8 @@ class Gateway:
         self._provider_overrides = dict(providers or {})
         self._tools = tools or builtin_tools()
         self.storage = build_storage(config.storage)
+        # PostgreSQL may be shared with other replicas; a SQLite file is one process's.
+        self.cluster = Cluster(self.storage if config.storage.url is not None else None)
         self.mcp = McpServers(mcp_specs(config))
         self.providers: dict[str, ModelProvider] = {}
         self.runtime: AgentRuntime | None = None
@@ -121,6 +135,7 @@ class Gateway:
             default_agent=self.config.default_agent,
             bindings=bindings(self.config),
             metrics=self.metrics,
+            cluster=self.cluster,
         )
         server = HttpServer(
             self.config.server.host,
@@ -132,12 +147,19 @@ class Gateway:
             server.add_routes(adapter.web_routes())
         await server.start(self._listener)
         self.server = server
+        elected = elected_adapters(self.config) if self.cluster.shared else set()
         for name, adapter in adapters.items():
             entry = self.supervised[name] = Supervised(adapter=adapter)
-            self._tasks.append(
-                asyncio.create_task(supervise(entry, self.pipeline), name=f"adapter-{name}")
+            run = (
+                supervise_elected(entry, self.pipeline, self.cluster)
+                if name in elected
+                else supervise(entry, self.pipeline)
             )
+            self._tasks.append(asyncio.create_task(run, name=f"adapter-{name}"))
         self._tasks.append(asyncio.create_task(self.pipeline.maintain(), name="maintenance"))
+        if self.cluster.shared:
+            log.info("replica %s shares its storage with other replicas", self.cluster.name)
+            self._tasks.append(asyncio.create_task(self.pipeline.replicate(), name="replicas"))
         log.info("gateway started: adapters %s", ", ".join(adapters) or "none")
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -146,7 +168,8 @@ class Gateway:
             for name, entry in self.supervised.items()
         }
         storage_open = self.storage.is_open
-        ready = storage_open and all(s["state"] == "connected" for s in states.values())
+        up = ("connected", "standby")  # standby: another replica runs an elected adapter
+        ready = storage_open and all(s["state"] in up for s in states.values())
         return ready, {"storage": "open" if storage_open else "closed", "adapters": states}
 
     async def stop(self) -> None:
@@ -170,6 +193,7 @@ class Gateway:
         elif self._listener is not None:
             self._listener.close()  # start failed before the server took it over
         await self.mcp.aclose()
+        await self.cluster.close()
         await self.storage.close()
         for provider in self.providers.values():
             await provider.aclose()

@@ -58,6 +58,9 @@ class Lanes(Generic[T]):
             if not self._workers:
                 self._idle.set()
 
+    def active(self, key: str) -> bool:
+        return key in self._queues
+
     def __len__(self) -> int:
         """Lanes with work now."""
         return len(self._queues)

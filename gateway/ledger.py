@@ -153,6 +153,11 @@ class Ledger:
         except Exception:
             log.exception("could not settle %s in the inbox", inbox_id(message))
 
+    async def records(self, ids: Sequence[str]) -> list[InboxRecord]:
+        if self._storage is None:
+            return []
+        return await self._storage.get_inbound(ids)
+
     async def unanswered(self) -> list[InboxRecord]:
         if self._storage is None:
             return []

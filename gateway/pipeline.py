@@ -27,8 +27,10 @@ from adapters.base import Adapter, ChatTarget, InboundMessage
 from adapters.errors import DeliveryError
 from gateway.approvals import ApprovalPresenter
 from gateway.budget import OutboundBudget
+from gateway.cluster import Cluster
 from gateway.commands import CommandContext, CommandHandler, parse_command
 from gateway.delivery import DeliveryOptions, ReplyRenderer
+from gateway.handoff import Handoff
 from gateway.lanes import Lanes
 from gateway.ledger import Ledger, decode, inbox_id
 from gateway.metrics import Metrics
@@ -58,9 +60,10 @@ class Origin:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _Item:
-    message: InboundMessage
+    message: InboundMessage | None  # None: handed over by another replica, read it back
     received_at: float
-    accepted: asyncio.Future[bool] | None  # None: recovered, accepted long ago
+    accepted: asyncio.Future[bool] | None  # None: accepted earlier (recovered, handed over)
+    inbox_id: str = ""
 
 
 MAINTENANCE_INTERVAL = 300.0
@@ -82,6 +85,7 @@ class Pipeline:
         bindings: Sequence[BindingRule] = (),
         metrics: Metrics | None = None,
         delivery: DeliveryOptions | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.runtime = runtime
         self.adapters = dict(adapters)
@@ -101,6 +105,9 @@ class Pipeline:
         self.approvals = ApprovalPresenter(runtime, self.budgets)
         self.ledger = Ledger(runtime.storage)
         self.lanes: Lanes[_Item] = Lanes(self._process, name="inbox")
+        self.handoff = Handoff(
+            cluster or Cluster(None), self.ledger, runtime, self.adapters, self._enqueue
+        )
         self.accepting = True
         runtime.add_run_listener(self.on_run_started)
         runtime.add_title_listener(self.on_title)
@@ -122,7 +129,10 @@ class Pipeline:
             lane_key(message), _Item(message=message, received_at=received_at, accepted=accepted)
         )
         try:
-            accepted.set_result(await self.ledger.accept(message))
+            new = await self.ledger.accept(message)
+            accepted.set_result(new)
+            if new:
+                self.handoff.taken.add(inbox_id(message))
         except Exception as exc:
             # Answer it anyway: a user is better served than a ledger kept perfect.
             log.error(
@@ -132,11 +142,15 @@ class Pipeline:
         return True
 
     async def _process(self, item: _Item) -> None:
-        message = item.message
+        message = item.message or await self._read_back(item.inbox_id)
+        if message is None:
+            return
         if item.accepted is not None and not await item.accepted:
             self.metrics.duplicates.inc(message.platform)
             log.info("dropped a duplicate %s message %s", message.platform, message.message_id)
             return
+        if not await self.handoff.here(lane_key(message), message):
+            return  # its owner answers it
         if message.media is not None:
             images, notes = await message.media()
             message = dataclasses.replace(
@@ -144,6 +158,19 @@ class Pipeline:
             )
         if not await self._answer(message, item.received_at):
             await self.ledger.settle(message)  # no run will commit it: settled here
+
+    async def _read_back(self, inbox_key: str) -> InboundMessage | None:
+        """A message another replica handed over, if it still waits for an answer."""
+        for record in await self.ledger.records([inbox_key]):
+            if record.state == "accepted":
+                return decode(record)
+        return None
+
+    def _enqueue(self, lane: str, message: InboundMessage | None, inbox_key: str) -> None:
+        self.lanes.put(
+            lane,
+            _Item(message=message, received_at=time.monotonic(), accepted=None, inbox_id=inbox_key),
+        )
 
     async def _answer(self, message: InboundMessage, received_at: float) -> bool:
         """Refuse, run a command, or start-or-steer. True when a run took the message in
@@ -313,11 +340,14 @@ class Pipeline:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def maintain(self, *, every: float = MAINTENANCE_INTERVAL) -> None:
-        """Answer what a crash left behind, then keep memory and the ledger bounded."""
-        try:
-            await self.recover()
-        except Exception:
-            log.exception("answering the inbox left by the last run failed")
+        """Answer what a crash left behind, then keep memory and the ledger bounded.
+        With replicas the periodic sweep (``replicate``) does the recovering instead,
+        since another replica may be answering those messages right now."""
+        if not self.handoff.cluster.shared:
+            try:
+                await self.recover()
+            except Exception:
+                log.exception("answering the inbox left by the last run failed")
         while True:
             await asyncio.sleep(every)
             try:
@@ -325,6 +355,29 @@ class Pipeline:
                 await self.ledger.prune(LEDGER_TTL)
             except Exception:
                 log.exception("housekeeping failed")
+
+    async def replicate(self) -> None:
+        """With replicas: take handed-over messages, keep our leases, sweep for orphans."""
+        cluster = self.handoff.cluster
+        await cluster.listen(self.handoff.on_wake)
+        await cluster.maintain(self._lease_in_use, self._sweep)
+
+    def _lease_in_use(self, key: str) -> bool:
+        if not key.startswith("lane:"):
+            return True  # an adapter's election: kept while it runs here
+        lane = key.removeprefix("lane:")
+        if self.lanes.active(lane):
+            return True
+        return any(
+            isinstance(run.origin, Origin) and lane_key(run.origin.message) == lane
+            for run in self.runtime.active_runs()
+        )
+
+    async def _sweep(self) -> None:
+        too_old = await self.handoff.sweep(lane_key, RECOVERY_WINDOW)
+        for record in too_old:
+            await self.reply(decode(record).target, RESTARTED_NOTE)
+        await self.ledger.expire(too_old)
 
     def housekeeping(self) -> None:
         evicted = self.runtime.evict_idle()

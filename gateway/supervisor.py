@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from adapters.base import Adapter, InboundSink
 from adapters.errors import CredentialsRejected
+from gateway.cluster import RENEW_EVERY, Cluster
 from runtime.backoff import Backoff, log_retry
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,13 @@ class Supervised:
     adapter: Adapter
     failed: str | None = None  # why it was given up on, naming the fix
     attempts: int = 0
+    standby: bool = False  # another replica runs it (an elected adapter)
 
     @property
     def state(self) -> str:
-        return "failed" if self.failed else self.adapter.state
+        if self.failed:
+            return "failed"
+        return "standby" if self.standby else self.adapter.state
 
 
 async def supervise(
@@ -54,3 +58,26 @@ async def supervise(
             reason = f"{type(exc).__name__}: {exc}"
             log_retry(log, f"{name} adapter", reason, attempt=entry.attempts, delay=delay)
             await asyncio.sleep(delay)
+
+
+async def supervise_elected(entry: Supervised, sink: InboundSink, cluster: Cluster) -> None:
+    """Run an adapter that must run once (Telegram polling, the Discord gateway) only
+    while this replica holds its election lease; stand by, and take over, otherwise."""
+    name = entry.adapter.name
+    key = f"adapter:{name}"
+    while True:
+        entry.standby = True
+        while await cluster.claim(key) == "elsewhere":  # noqa: ASYNC110 (no event for a lease)
+            await asyncio.sleep(RENEW_EVERY)
+        entry.standby = False
+        log.info("%s adapter runs on replica %s (elected)", name, cluster.name)
+        task = asyncio.create_task(supervise(entry, sink), name=f"elected-{name}")
+        try:
+            while cluster.holds(key) and not task.done():  # noqa: ASYNC110 (lease state has no event)
+                await asyncio.sleep(RENEW_EVERY)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if entry.failed is not None:
+            return
+        log.warning("%s adapter lost its election on replica %s; standing by", name, cluster.name)

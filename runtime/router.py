@@ -127,6 +127,21 @@ class Router:
                 del self._routes[key]
         return evicted
 
+    def reload_sender(self, sender: str) -> None:
+        """Forget the topics cached for ``sender`` (every agent) so the next lookup reads
+        them from storage again: another replica may have moved them on. Scratch
+        conversations are this replica's own and stay; anything busy stays."""
+        for key, routes in list(self._routes.items()):
+            if key[1] != sender:
+                continue
+            topics = list(routes.topics.values())
+            if any(c.run is not None or c.has_queued or c.pending for c in topics):
+                continue
+            for conv in topics:
+                self._forget(conv)
+            if routes.tmp is None:
+                del self._routes[key]  # the active topic is read again too
+
     def _forget(self, conv: Conversation) -> None:
         self._by_id.pop(conv.id, None)
         routes = self._routes.get((conv.agent, conv.sender))

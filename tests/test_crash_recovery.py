@@ -15,50 +15,34 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import aiosqlite
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.ledger import encode, inbox_id
-from gateway.metrics import PREFIX as METRICS_PREFIX
 from gateway.pipeline import RECOVERY_WINDOW, RESTARTED_NOTE
 from runtime.storage.base import InboxRecord
 from runtime.storage.sqlite import SqliteStorage
-from tests.fakes.llm_server import FakeLLMServer, RecordedRequest, Script, Text, last_user_text
+from tests.fakes.llm_server import FakeLLMServer, Script, Text
 from tests.fakes.telegram_api import JSON, FakeTelegram
+from tests.gateway_procs import (
+    ENV_NAMES,
+    START_TIMEOUT,
+    STEP_TIMEOUT,
+    Gateways,
+    echoed,
+    run_requests,
+    until,
+    user_texts,
+    waited,
+)
 from tests.pipeline_helpers import dm, rig
 
-REPO = Path(__file__).resolve().parents[1]
 SHUTDOWN_GRACE = 1.0
-# A cold interpreter importing the gateway on a loaded 2-core machine takes seconds.
-START_TIMEOUT = 60.0
-STEP_TIMEOUT = 30.0
-TITLE_PROMPT = "Summarize this conversation"
-ENV_NAMES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_MODEL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_MODEL",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_WEBHOOK_SECRET",
-    "DISCORD_BOT_TOKEN",
-    "SLACK_BOT_TOKEN",
-    "SLACK_APP_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "AGENT_GATEWAY_PORT",
-)
 
 CONFIG = """
 default_agent = "bot"
@@ -88,68 +72,6 @@ mode = "polling"
 access = "open"
 edit_interval = 0.1
 """
-
-
-@dataclass(slots=True)
-class Gateways:
-    """`agent-gateway run` children of one test; each one's output goes to its own log."""
-
-    directory: Path
-    config: Path
-    env: dict[str, str]
-    telegram: FakeTelegram
-    llm: FakeLLMServer
-    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
-
-    async def start(self) -> asyncio.subprocess.Process:
-        log = self.directory / f"gateway-{len(self.procs) + 1}.log"
-        with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "run",
-                "-c",
-                str(self.config),
-                cwd=REPO,
-                env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        self.procs.append(proc)
-        return proc
-
-    async def counters(self, n: int) -> dict[str, float]:
-        """The Telegram counters on the /metrics page of the ``n``-th gateway."""
-        log = (self.directory / f"gateway-{n}.log").read_text()
-        found = re.search(r"HTTP server listening on (http://\S+)", log)
-        assert found is not None, log
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{found[1]}/metrics") as response,
-        ):
-            page = await response.text()
-        counts: dict[str, float] = {}
-        for family in text_string_to_metric_families(page):
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels.get("adapter") == "telegram":
-                    name = sample.name.removeprefix(METRICS_PREFIX).removesuffix("_total")
-                    counts[name] = sample.value
-        return counts
-
-    def logs(self) -> str:
-        parts = []
-        for n in range(1, len(self.procs) + 1):
-            path = self.directory / f"gateway-{n}.log"
-            parts.append(f"--- gateway {n} ---\n{path.read_text(errors='replace')}")
-        calls = [
-            f"{c.method} {c.status}" for c in self.telegram.calls() if c.method != "getUpdates"
-        ]
-        parts.append(f"--- Telegram saw (getUpdates left out): {calls}")
-        asked = [last_user_text(r.json.get("messages") or []) for r in self.llm.requests]
-        parts.append(f"--- the model was asked: {asked}")
-        return "\n".join(parts)
 
 
 @pytest.fixture
@@ -185,42 +107,6 @@ async def gateways(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-
-
-async def waited(what: str, gateways: Gateways, awaitable: Any, timeout: float) -> Any:
-    """Await with a timeout whose failure carries the gateways' logs."""
-    try:
-        return await asyncio.wait_for(awaitable, timeout)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}\n{gateways.logs()}")
-
-
-async def until(what: str, gateways: Gateways, condition: Callable[[], Any], timeout: float) -> Any:
-    """The condition's truthy value, re-checked whenever the fake Telegram sees a change."""
-    return await waited(
-        what, gateways, gateways.telegram.wait_for(condition, timeout=timeout), timeout + 1
-    )
-
-
-def run_requests(llm: FakeLLMServer, text: str) -> list[RecordedRequest]:
-    """The model calls of runs answering ``text`` (title requests left out)."""
-    return [
-        r
-        for r in llm.requests
-        if text in last_user_text(r.json.get("messages") or [])
-        and TITLE_PROMPT not in last_user_text(r.json.get("messages") or [])
-    ]
-
-
-def user_texts(request: RecordedRequest) -> list[str]:
-    messages = request.json.get("messages") or []
-    return [last_user_text([m]) for m in messages if m.get("role") == "user"]
-
-
-def echoed(llm: FakeLLMServer, text: str) -> str:
-    """The echo model's answer to ``text``: the model sees the speaker's name with it."""
-    last = run_requests(llm, text)[-1]
-    return f"echo: {last_user_text(last.json['messages'])}"
 
 
 async def inbox_states(db: Path) -> dict[str, str]:

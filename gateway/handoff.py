@@ -1,0 +1,107 @@
+"""The pipeline's side of several replicas: answer here, or hand the message over.
+
+Before a lane's worker answers a message it asks ``here``: the replica that owns the
+conversation's lease answers; any other leaves the message in the durable inbox and wakes
+the owner. A woken owner queues the message in the same lane (``on_wake``), after what it
+already has. ``sweep`` (every few seconds, on every replica) takes the leases of lanes
+whose unanswered messages nobody owns any more, a dead replica's for instance, and queues
+those messages, oldest first. ``taken`` remembers what this replica queued, so a message
+is never queued twice here however it arrives (its own adapter, a wake-up, a sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from adapters.base import Adapter, InboundMessage
+from adapters.common.memory import Recent
+from gateway.cluster import Cluster
+from gateway.ledger import Ledger, decode, inbox_id
+from runtime.agent_runtime import AgentRuntime
+from runtime.storage.base import InboxRecord
+
+log = logging.getLogger(__name__)
+
+LOCAL_PLATFORMS = frozenset({"webchat"})
+"""Platforms whose replies can only leave through the replica the user is connected to."""
+SWEEP_GRACE = 3.0
+"""Seconds a message may wait for its own replica to claim it before a sweep takes it."""
+
+Enqueue = Callable[[str, InboundMessage | None, str], None]
+"""(lane key, the message or None to read it from the inbox, inbox id)"""
+
+
+def lease_key(lane: str) -> str:
+    return f"lane:{lane}"
+
+
+class Handoff:
+    def __init__(
+        self,
+        cluster: Cluster,
+        ledger: Ledger,
+        runtime: AgentRuntime,
+        adapters: Mapping[str, Adapter],
+        enqueue: Enqueue,
+    ) -> None:
+        self.cluster = cluster
+        self._ledger = ledger
+        self._runtime = runtime
+        self._adapters = adapters
+        self._enqueue = enqueue
+        self.taken = Recent(50_000)
+
+    def applies_to(self, message: InboundMessage) -> bool:
+        return self.cluster.shared and message.platform not in LOCAL_PLATFORMS
+
+    async def here(self, lane: str, message: InboundMessage) -> bool:
+        """Whether this replica answers the message; if not, its owner is woken."""
+        if not self.applies_to(message):
+            return True
+        claim = await self.cluster.claim(lease_key(lane))
+        if claim == "elsewhere":
+            log.debug("handing %s to the replica that owns %s", message.message_id, lane)
+            await self.cluster.wake(lease_key(lane), inbox_id(message))
+            return False
+        if claim == "new":
+            # Another replica may have moved this conversation on since we last held it.
+            self._runtime.router.reload_sender(message.scope)
+        return True
+
+    def on_wake(self, key: str, message_id: str) -> None:
+        if self.taken.add(message_id):
+            self._enqueue(key.removeprefix("lane:"), None, message_id)
+
+    async def sweep(
+        self, lane_of: Callable[[InboundMessage], str], window: float
+    ) -> list[InboxRecord]:
+        """Queue the orphans of lanes we could take; returns those accepted more than
+        ``window`` seconds ago, too old to answer (the caller tells their senders)."""
+        cutoff = time.time() - SWEEP_GRACE
+        by_lane: dict[str, list[tuple[InboxRecord, InboundMessage]]] = {}
+        for record in await self._ledger.unanswered():
+            if record.accepted_at > cutoff or record.id in self.taken:
+                continue
+            adapter = self._adapters.get(record.platform)
+            if adapter is None or adapter.state != "connected":
+                continue  # answered by a replica whose adapter is up
+            message = decode(record)
+            if not self.applies_to(message):
+                continue
+            by_lane.setdefault(lane_of(message), []).append((record, message))
+        too_old: list[InboxRecord] = []
+        for lane, items in by_lane.items():
+            if self.cluster.holds(lease_key(lane)):
+                continue  # ours and in hand
+            if await self.cluster.claim(lease_key(lane)) == "elsewhere":
+                continue
+            log.info("took over %s with %d unanswered message(s)", lane, len(items))
+            self._runtime.router.reload_sender(items[0][1].scope)
+            for record, message in items:
+                if record.accepted_at < time.time() - window:
+                    too_old.append(record)
+                elif self.taken.add(record.id):
+                    self._enqueue(lane, message, record.id)
+        return too_old
