@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 FAILED_REPLY = "Sorry, the reply failed. Please send your message again."
 # Where the person chatting runs the gateway, so an error also shows the operator's fix.
 OPERATOR_PLATFORMS = frozenset({"webchat"})
+# Where typing costs no API call and is the page's "running" state: shown at once.
+IMMEDIATE_TYPING = frozenset({"webchat"})
 RETRYING_STATUS = {
     "rate_limited": "_The model is busy; retrying\u2026_",
     "server_error": "_The model service is having trouble; retrying\u2026_",
@@ -65,6 +67,10 @@ MAX_ITERATIONS_NOTE = "I stopped after too many steps without a final answer."
 STOPPED_NOTE = "(stopped)"
 FINAL_ATTEMPTS = 3
 FLUSH_BACKOFF = Backoff(base=0.25, cap=2.0)  # a failed edit is retried this way
+# A reply whose text has ended before anything is shown is usually about to finish (the
+# run only saves itself): waiting this long sends it once, final, instead of a preview
+# (a draft or a first send) followed at once by the final message.
+FINISH_GRACE = 0.03
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,6 +107,8 @@ class ReplyRenderer:
         self._notes: list[str] = []
         self._dirty = asyncio.Event()
         self._done = False
+        self._ended = asyncio.Event()  # the run's events are over
+        self._text_ended = False  # the last text segment ended and nothing followed yet
         self._messages = self._new_messages()
         # An approval question splits the reply: what came before stays above it, the
         # rest goes to new messages under it (``_seal``).
@@ -130,6 +138,7 @@ class ReplyRenderer:
                 self._on_event(event)
         finally:
             self._done = True
+            self._ended.set()
             self._dirty.set()
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,6 +150,7 @@ class ReplyRenderer:
     # -- events --------------------------------------------------------------------------
 
     def _on_event(self, event: RunEvent) -> None:
+        self._text_ended = isinstance(event, TextEnd)
         match event:
             case TextStart():
                 self._segments.append("")
@@ -225,6 +235,9 @@ class ReplyRenderer:
         failures = final_failures = 0
         while True:
             await self._dirty.wait()
+            if self._text_ended and not self._first_shown():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), FINISH_GRACE)
             if not self._done and self._first_shown():
                 # Pace first, build the text after: the edit carries everything that
                 # arrived meanwhile instead of a stale copy followed by a catch-up edit.
@@ -312,9 +325,10 @@ class ReplyRenderer:
     # -- typing --------------------------------------------------------------------------
 
     async def _typing_loop(self) -> None:
-        if self._options.typing_delay > 0:
+        delay = 0.0 if self._adapter.name in IMMEDIATE_TYPING else self._options.typing_delay
+        if delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._visible.wait(), self._options.typing_delay)
+                await asyncio.wait_for(self._visible.wait(), delay)
                 return  # text is on screen: the indicator would say nothing new
         while True:
             await self._budget.call(self._key, "typing", self._typing_on)

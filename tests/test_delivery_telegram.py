@@ -84,3 +84,15 @@ async def test_delete_removes_the_bots_message(
         spilled = await r.adapter.send(target, "spilled", markup=False)
         await r.adapter.delete(spilled)
         assert texts(fake, chat) == ["kept"]
+
+
+async def test_a_reply_complete_before_anything_shows_is_sent_without_a_draft(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as r:
+        # The whole reply is in before the run has saved itself: one call, the message.
+        r.provider.script(Text("all "), Text("at once"))
+        fake.user_sends(chat, alice, "go")
+        await fake.wait_for(lambda: texts(fake, chat) == ["all at once"])
+        assert fake.transcript(chat).drafts == ()

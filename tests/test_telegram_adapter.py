@@ -203,7 +203,11 @@ async def test_private_topics_are_their_own_conversations_and_get_renamed(
     async with running(tmp_path, fake) as r:
         assert r.adapter.me is not None
         assert r.adapter.me.has_topics_enabled
+        gate = Gate()  # a reply still streaming shows a draft
+        r.provider.script(Text("o"), gate, Text("k"))
         fake.user_sends(chat, alice, "plan a trip", thread_id=thread)
+        await fake.wait_for(lambda: fake.transcript(chat).drafts)
+        gate.release()
         await fake.wait_for(lambda: texts(fake, chat) == ["ok"])
         assert fake.sent_messages(chat)[0].thread_id == thread
         assert {d.thread_id for d in fake.transcript(chat).drafts} == {thread}
