@@ -1,28 +1,33 @@
-"""Telegram benchmark (issue 4). Run: .venv/bin/python -m bench.telegram_bench [chats]
+"""Telegram benchmark (issues 4 and 11).
 
-Against one fake Bot API, in one process: (a) a minimal echo bot written directly with
-python-telegram-bot (an ``Application`` with one ``MessageHandler``, polling) and (b) the
-gateway (the Telegram adapter, the echo provider with ``word_delay = 0``, access open).
-N private chats (default 200) each send one message, in two arrival patterns:
+Run: .venv/bin/python -m bench.telegram_bench [--chats 200] [--big 1000] [--model echo|openai]
 
-- burst: all N messages queued at once, which measures throughput (a chat's latency is
-  mostly its wait behind the others);
-- paced: one message every ``PACE`` seconds, below both bots' capacity, which measures
-  the latency of one message through each stack.
+The fake Bot API and the fake OpenAI-compatible server run in their own process
+(``bench.telegram_host``), so this process's CPU time is the bot's alone. Against them,
+in turn: (a) a minimal echo bot written directly with python-telegram-bot (an
+``Application`` with one ``MessageHandler``, polling; with ``--model openai`` it first
+streams the reply from the fake model with httpx, as a bare bot would) and (b) the gateway
+(the Telegram adapter, access open, the echo provider with ``word_delay = 0`` or the
+OpenAI-compatible provider against the same fake model).
 
-Measured per pattern: median and p95 latency from the update being queued at the fake to
-the first sendMessage in that chat, messages per second (N over the time from the first
-queued message to the last chat's first sendMessage), and the gateway/bare ratio of the
-medians (target <= 1.5). Each pattern runs ROUNDS times on fresh chats, pooled; one
-warm-up message per bot is left out.
+Patterns (new private chats, one message each): ``sequential`` (the next message once the
+previous reply arrived: the latency of one message through each stack), ``burst`` (N at
+once, ROUNDS rounds pooled) and ``big`` (``--big`` chats at once, once: all must be
+answered). A chat's latency runs from its update being queued at the fake to its first
+sendMessage (the final reply; a draft does not count). Printed per pattern and bot: p50,
+p95, messages per second, Bot API calls and CPU milliseconds per message; then the
+gateway/bare ratios against the issue's targets, and any pool timeouts seen.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dtm
+import json
 import logging
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,28 +37,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 import adapters.telegram.adapter  # noqa: F401  (sets PTB_TIMEDELTA for python-telegram-bot)
 from gateway.app import Gateway
 from gateway.config_loader import load_config
-from tests.fakes.telegram_api import FakeTelegram
 
 JSON = dict[str, Any]
-TIMEOUT = 120.0
+TIMEOUT = 300.0
 ROUNDS = 3  # one burst varies from run to run: pool several
-PACE = 0.01  # seconds between messages in the paced pattern (100 messages/s)
-PATTERNS = {"burst": 0.0, "paced": PACE}
+SEQUENTIAL = 100
+WORDS = 20  # chunks in a streamed model reply
+TARGETS = {  # issue 11: gateway/bare p50 ratio per model and pattern
+    ("echo", "sequential"): 1.2,
+    ("echo", "burst"): 1.5,
+    ("openai", "sequential"): 1.5,
+    ("openai", "burst"): 2.0,
+}
+CPU_TARGET = 2.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Result:
     latencies: list[float]
     elapsed: float
+    cpu: float  # this process's CPU seconds over the pattern
+    calls: int  # Bot API calls in the pattern's chats
 
     @property
-    def median(self) -> float:
+    def count(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def p50(self) -> float:
         return statistics.median(self.latencies)
 
     @property
@@ -62,72 +80,105 @@ class Result:
 
     @property
     def rate(self) -> float:
-        return len(self.latencies) / self.elapsed
+        return self.count / self.elapsed
 
-
-async def first_sends(fake: FakeTelegram, chats: set[int], start: int) -> dict[int, float]:
-    """When each chat got its first sendMessage, stamped as the fake records it."""
-    seen: dict[int, float] = {}
-    index = start
-
-    def progress() -> bool:
-        nonlocal index
-        calls = fake.calls()
-        now = time.perf_counter()
-        for call in calls[index:]:
-            if call.method == "sendMessage" and call.status == 200:
-                chat = int(call.params["chat_id"])
-                if chat in chats:
-                    seen.setdefault(chat, now)
-        index = len(calls)
-        return len(seen) == len(chats)
-
-    await fake.wait_for(progress, timeout=TIMEOUT)
-    return seen
-
-
-async def one_round(fake: FakeTelegram, count: int, gap: float) -> Result:
-    users = [fake.make_user(f"User {i}") for i in range(count)]
-    chats = {fake.private_chat(user): user for user in users}
-    watcher = asyncio.create_task(first_sends(fake, set(chats), len(fake.calls())))
-    queued: dict[int, float] = {}
-    for chat, user in chats.items():
-        queued[chat] = time.perf_counter()
-        fake.user_sends(chat, user, f"hello from {chat}")
-        if gap:
-            await asyncio.sleep(gap)  # pacing the arrivals, not waiting for a result
-    seen = await watcher
-    latencies = [seen[chat] - queued[chat] for chat in chats]
-    return Result(latencies=latencies, elapsed=max(seen.values()) - min(queued.values()))
-
-
-async def measure(fake: FakeTelegram, count: int) -> dict[str, Result]:
-    await one_round(fake, 1, 0.0)  # warm-up: connections, first-use imports
-    results = {}
-    for pattern, gap in PATTERNS.items():
-        rounds = [await one_round(fake, count, gap) for _ in range(ROUNDS)]
-        results[pattern] = Result(
-            latencies=[latency for result in rounds for latency in result.latencies],
-            elapsed=sum(result.elapsed for result in rounds),
+    def line(self, name: str) -> str:
+        return (
+            f"  {name:<8} p50 {self.p50 * 1000:7.1f} ms  p95 {self.p95 * 1000:7.1f} ms  "
+            f"{self.rate:6.1f} msg/s  {self.calls / self.count:4.2f} calls/msg  "
+            f"CPU {self.cpu / self.count * 1000:5.2f} ms/msg"
         )
+
+
+class Fakes:
+    """The fakes' process: its addresses and its round driver."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.telegram_host"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert self._proc.stdout is not None
+        self.info: JSON = json.loads(self._proc.stdout.readline())
+        self._client = httpx.AsyncClient(timeout=TIMEOUT)
+
+    async def round(self, count: int, pattern: str, *, words: int) -> Result:
+        spec = {"count": count, "pattern": pattern, "gap": 0.0, "words": words}
+        cpu = time.process_time()
+        resp = await self._client.post(f"{self.info['control']}/round", json=spec)
+        cpu = time.process_time() - cpu
+        resp.raise_for_status()
+        data = resp.json()
+        return Result(
+            latencies=data["latencies"], elapsed=data["elapsed"], cpu=cpu, calls=data["calls"]
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        self._proc.wait(timeout=30)
+
+
+def pooled(results: list[Result]) -> Result:
+    return Result(
+        latencies=[x for r in results for x in r.latencies],
+        elapsed=sum(r.elapsed for r in results),
+        cpu=sum(r.cpu for r in results),
+        calls=sum(r.calls for r in results),
+    )
+
+
+async def measure(fakes: Fakes, chats: int, big: int, words: int) -> dict[str, Result]:
+    await fakes.round(3, "sequential", words=words)  # warm-up: connections, imports
+    results = {"sequential": await fakes.round(SEQUENTIAL, "sequential", words=words)}
+    bursts = [await fakes.round(chats, "burst", words=words) for _ in range(ROUNDS)]
+    results["burst"] = pooled(bursts)
+    if big:
+        results["big"] = await fakes.round(big, "burst", words=words)
     return results
 
 
-async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    if update.message is not None and update.message.text is not None:
-        await update.message.reply_text(update.message.text)
+def bare_handler(llm_url: str | None) -> Any:
+    client = httpx.AsyncClient(timeout=60)
+
+    async def reply_of(text: str) -> str:
+        if llm_url is None:
+            return text
+        body = {
+            "model": "m",
+            "messages": [{"role": "user", "content": text}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        parts: list[str] = []
+        async with client.stream("POST", f"{llm_url}/v1/chat/completions", json=body) as resp:
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                for choice in json.loads(line[6:]).get("choices") or []:
+                    parts.append(choice.get("delta", {}).get("content") or "")
+        return "".join(parts)
+
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.message is not None and update.message.text is not None:
+            await update.message.reply_text(await reply_of(update.message.text))
+
+    return echo
 
 
 @asynccontextmanager
-async def bare_bot(fake: FakeTelegram) -> AsyncIterator[None]:
+async def bare_bot(info: JSON, model: str) -> AsyncIterator[None]:
     app: Application[Any, Any, Any, Any, Any, Any] = (
         ApplicationBuilder()
-        .token(fake.token)
-        .base_url(fake.base_url)
-        .base_file_url(fake.base_file_url)
+        .token(info["token"])
+        .base_url(info["base_url"])
+        .base_file_url(info["base_file_url"])
         .build()
     )
-    app.add_handler(MessageHandler(filters.TEXT, echo))
+    llm = info["llm_url"] if model == "openai" else None
+    app.add_handler(MessageHandler(filters.TEXT, bare_handler(llm)))
     async with app:
         assert app.updater is not None
         await app.updater.start_polling(timeout=dtm.timedelta(seconds=10))
@@ -139,8 +190,14 @@ async def bare_bot(fake: FakeTelegram) -> AsyncIterator[None]:
             await app.stop()
 
 
+def provider_section(info: JSON, model: str) -> str:
+    if model == "echo":
+        return 'kind = "echo"\nword_delay = 0'
+    return f'kind = "openai"\nbase_url = "{info["llm_url"]}/v1"\napi_key = "sk-bench"'
+
+
 @asynccontextmanager
-async def gateway_bot(fake: FakeTelegram) -> AsyncIterator[None]:
+async def gateway_bot(info: JSON, model: str) -> AsyncIterator[None]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "gateway.toml"
         path.write_text(
@@ -151,51 +208,88 @@ port = 0
 [storage]
 path = "{Path(folder) / "gateway.db"}"
 [providers.main]
-kind = "echo"
-word_delay = 0
+{provider_section(info, model)}
 [agents.bot]
 provider = "main"
-model = "echo"
+model = "m"
 [adapters.telegram]
 token = "${{TELEGRAM_BOT_TOKEN}}"
-base_url = "{fake.base_url}"
-base_file_url = "{fake.base_file_url}"
+base_url = "{info["base_url"]}"
+base_file_url = "{info["base_file_url"]}"
 access = "open"
 """
         )
-        gateway = Gateway(load_config(path, {"TELEGRAM_BOT_TOKEN": fake.token}))
+        gateway = Gateway(load_config(path, {"TELEGRAM_BOT_TOKEN": info["token"]}))
         await gateway.start()
         try:
             entry = gateway.supervised["telegram"]
-            await fake.wait_for(lambda: entry.state == "connected", timeout=TIMEOUT)
+            deadline = time.monotonic() + 30
+            while entry.state != "connected":
+                assert time.monotonic() < deadline, "the gateway did not connect"
+                await asyncio.sleep(0.01)
             yield
         finally:
             await gateway.stop()
 
 
-def line(name: str, result: Result) -> str:
-    return (
-        f"  {name:<8} median {result.median * 1000:6.1f} ms   "
-        f"p95 {result.p95 * 1000:6.1f} ms   {result.rate:6.1f} msg/s"
-    )
+class PoolTimeouts(logging.Handler):
+    """Counts log records that name an exhausted HTTP connection pool."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage().lower()
+        if "pool" in text and ("timeout" in text or "occupied" in text):
+            self.count += 1
 
 
-async def main(count: int) -> None:
+def report(model: str, bare: dict[str, Result], gw: dict[str, Result], pool: int) -> None:
+    for pattern in gw:
+        print(f"{pattern} ({bare[pattern].count} messages):")
+        print(bare[pattern].line("bare"))
+        print(gw[pattern].line("gateway"))
+        ratio = gw[pattern].p50 / bare[pattern].p50
+        target = TARGETS.get((model, pattern))
+        verdict = (
+            ""
+            if target is None
+            else f" (target <= {target}: {'met' if ratio <= target else 'NOT met'})"
+        )
+        print(f"  p50 ratio gateway/bare {ratio:.2f}{verdict}")
+        cpu = (gw[pattern].cpu / gw[pattern].count) / (bare[pattern].cpu / bare[pattern].count)
+        note = f" (target <= {CPU_TARGET}: {'met' if cpu <= CPU_TARGET else 'NOT met'})"
+        print(f"  CPU ratio gateway/bare {cpu:.2f}{note if model == 'echo' else ''}")
+    if "big" in gw:
+        print(f"big burst: all {gw['big'].count} chats answered; pool timeouts logged: {pool}")
+
+
+async def main(chats: int, big: int, model: str) -> None:
     logging.basicConfig(level=logging.WARNING)
-    async with FakeTelegram() as fake:
-        async with bare_bot(fake):
-            bare = await measure(fake, count)
-        async with gateway_bot(fake):
-            gateway = await measure(fake, count)
-    print(f"Telegram: {count} private chats, one message each, {ROUNDS} rounds pooled")
-    for pattern in PATTERNS:
-        how = "all at once" if pattern == "burst" else f"one every {PACE * 1000:.0f} ms"
-        print(f"{pattern} ({how}):")
-        print(line("bare", bare[pattern]))
-        print(line("gateway", gateway[pattern]))
-        ratio = gateway[pattern].median / bare[pattern].median
-        print(f"  median latency ratio gateway/bare: {ratio:.2f} (target <= 1.5)")
+    pool = PoolTimeouts()
+    logging.getLogger().addHandler(pool)
+    fakes = Fakes()
+    words = WORDS if model == "openai" else 0
+    try:
+        async with bare_bot(fakes.info, model):
+            bare = await measure(fakes, chats, big, words)
+        async with gateway_bot(fakes.info, model):
+            gateway = await measure(fakes, chats, big, words)
+    finally:
+        await fakes.close()
+    print(f"Telegram, model {model}: sequential {SEQUENTIAL}, burst {chats} x {ROUNDS}, big {big}")
+    report(model, bare, gateway, pool.count)
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chats", type=int, default=200)
+    parser.add_argument("--big", type=int, default=1000)
+    parser.add_argument("--model", choices=["echo", "openai"], default="echo")
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 200))
+    args = parse()
+    asyncio.run(main(args.chats, args.big, args.model))
