@@ -117,9 +117,7 @@ def entry_to_dict(entry: StoredEntry) -> dict[str, Any]:
                 "speaker": None
                 if entry.speaker is None
                 else {"name": entry.speaker.name, "id": entry.speaker.id},
-                "images": [
-                    {"media_type": i.media_type, "data_base64": i.data_base64} for i in entry.images
-                ],
+                "images": [_image_dict(i) for i in entry.images],
                 "steered": entry.steered,
             }
         case AssistantEntry():
@@ -133,23 +131,21 @@ def entry_to_dict(entry: StoredEntry) -> dict[str, Any]:
                 "interrupted": entry.interrupted,
             }
         case ToolResultEntry():
+            # ``images`` only when there are some, so a row without images stays the same
+            # JSON it was before tool results could carry images.
+            images = {"images": [_image_dict(i) for i in entry.images]} if entry.images else {}
             return {
                 "kind": "tool_result",
                 "call_id": entry.call_id,
                 "name": entry.name,
                 "content": entry.content,
                 "is_error": entry.is_error,
-                **({"images": [_image_dict(i) for i in entry.images]} if entry.images else {}),
+                **images,
             }
         case SummaryEntry():
             return {"kind": "summary", "text": entry.text}
         case CompactMarker():
-            return {
-                "kind": "compact",
-                "summary": entry.summary,
-                "retained": entry.retained,
-                "archived": [entry_to_dict(e) for e in entry.archived],
-            }
+            return _compact_to_dict(entry)
         case _:
             assert_never(entry)
 
@@ -161,10 +157,7 @@ def entry_from_dict(data: dict[str, Any]) -> StoredEntry:
         return UserEntry(
             text=data["text"],
             speaker=None if speaker is None else Speaker(name=speaker["name"], id=speaker["id"]),
-            images=tuple(
-                Image(media_type=i["media_type"], data_base64=i["data_base64"])
-                for i in data.get("images", [])
-            ),
+            images=_images_from(data),
             steered=bool(data.get("steered", False)),
         )
     if kind == "assistant":
@@ -183,23 +176,40 @@ def entry_from_dict(data: dict[str, Any]) -> StoredEntry:
             name=data["name"],
             content=data["content"],
             is_error=bool(data.get("is_error", False)),
-            images=tuple(
-                Image(media_type=i["media_type"], data_base64=i["data_base64"])
-                for i in data.get("images", [])
-            ),
+            images=_images_from(data),
         )
     if kind == "summary":
         return SummaryEntry(text=data["text"])
     if kind == "compact":
-        archived: list[Entry] = []
-        for item in data.get("archived", []):
-            e = entry_from_dict(item)
-            if not isinstance(e, CompactMarker):
-                archived.append(e)
-        return CompactMarker(
-            summary=data["summary"], retained=int(data["retained"]), archived=tuple(archived)
-        )
+        return _compact_from_dict(data)
     raise ValueError(f"unknown history entry kind {kind!r}")
+
+
+def _compact_to_dict(marker: CompactMarker) -> dict[str, Any]:
+    return {
+        "kind": "compact",
+        "summary": marker.summary,
+        "retained": marker.retained,
+        "archived": [entry_to_dict(e) for e in marker.archived],
+    }
+
+
+def _compact_from_dict(data: dict[str, Any]) -> CompactMarker:
+    archived: list[Entry] = []
+    for item in data.get("archived", []):
+        e = entry_from_dict(item)
+        if not isinstance(e, CompactMarker):  # markers never nest; a stray one is dropped
+            archived.append(e)
+    return CompactMarker(
+        summary=data["summary"], retained=int(data["retained"]), archived=tuple(archived)
+    )
+
+
+def _images_from(data: dict[str, Any]) -> tuple[Image, ...]:
+    return tuple(
+        Image(media_type=i["media_type"], data_base64=i["data_base64"])
+        for i in data.get("images", [])
+    )
 
 
 def entry_to_json(entry: StoredEntry) -> str:
