@@ -10,6 +10,7 @@ from typing import Any, assert_never
 from runtime.history import (
     AssistantEntry,
     Entry,
+    Image,
     SummaryEntry,
     ToolResultEntry,
     UserEntry,
@@ -90,18 +91,7 @@ def _blocks(entry: Entry) -> list[dict[str, Any]]:
     match entry:
         case UserEntry():
             # Images first: the API documents that it reads them best before the text.
-            blocks: list[dict[str, Any]] = [
-                {
-                    "type": "image",
-                    "source": {
-                        "type": "base64",
-                        "media_type": image.media_type,
-                        "data": image.data_base64,
-                    },
-                }
-                for image in entry.images
-            ]
-            return blocks + _text_block(render_user_text(entry))
+            return _image_blocks(entry.images) + _text_block(render_user_text(entry))
         case SummaryEntry():
             return _text_block(SUMMARY_PREFIX + entry.text)
         case AssistantEntry():
@@ -112,17 +102,7 @@ def _blocks(entry: Entry) -> list[dict[str, Any]]:
         case ToolResultEntry():
             content: str | list[dict[str, Any]] = entry.content
             if entry.images:  # tool results may carry images here (not on OpenAI)
-                content = _text_block(entry.content) + [
-                    {
-                        "type": "image",
-                        "source": {
-                            "type": "base64",
-                            "media_type": image.media_type,
-                            "data": image.data_base64,
-                        },
-                    }
-                    for image in entry.images
-                ]
+                content = _text_block(entry.content) + _image_blocks(entry.images)
             return [
                 {
                     "type": "tool_result",
@@ -133,6 +113,16 @@ def _blocks(entry: Entry) -> list[dict[str, Any]]:
             ]
         case _:
             assert_never(entry)
+
+
+def _image_blocks(images: Sequence[Image]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "image",
+            "source": {"type": "base64", "media_type": i.media_type, "data": i.data_base64},
+        }
+        for i in images
+    ]
 
 
 def _text_block(text: str) -> list[dict[str, Any]]:
