@@ -21,6 +21,16 @@ ECHO_NOTICE = (
 )
 
 
+def _storage(config: GatewayConfig) -> str:
+    if config.storage.url is None:
+        return str(config.storage.path)
+    # Imported only then: a SQLite deployment never loads psycopg.
+    from runtime.storage.postgres import describe_url
+
+    url = describe_url(config.storage.url.get_secret_value())
+    return f"{url} (PostgreSQL; replicas on it share the work)"
+
+
 def describe(config: GatewayConfig) -> str:
     """What `agent-gateway check` prints: everything that would start, and why."""
     lines: list[str] = []
@@ -28,7 +38,7 @@ def describe(config: GatewayConfig) -> str:
         lines.append(f"configuration: {config.notes.source}")
     lines += [
         f"server: http://{config.server.host}:{config.server.port}",
-        f"storage: {config.storage.path}",
+        f"storage: {_storage(config)}",
         f"logging: {config.logging.level}",
         f"default agent: {config.default_agent}",
         "agents:",

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.config import GatewayConfig
 from gateway.config_loader import interpolate, load_config
+from gateway.describe import describe
 from gateway.errors import ConfigError, GatewayError, Problem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,6 +99,18 @@ def test_default_config_port_comes_from_the_environment() -> None:
     config = load_config(DEFAULT, {"AGENT_GATEWAY_PORT": "9123"})
 
     assert config.server.port == 9123
+
+
+def test_default_config_takes_a_postgresql_url_from_the_environment() -> None:
+    assert load_config(DEFAULT, {}).storage.url is None
+    env = {"AGENT_GATEWAY_DATABASE_URL": "postgresql://gw:s3cr3t@db:5432/gateway"}
+    config = load_config(DEFAULT, env)
+
+    assert config.storage.url is not None
+    assert config.storage.url.get_secret_value() == env["AGENT_GATEWAY_DATABASE_URL"]
+    shown = describe(config)
+    assert "storage: postgresql://gw@db:5432/gateway" in shown
+    assert "s3cr3t" not in shown
 
 
 def test_telegram_token_enables_telegram() -> None:
