@@ -122,17 +122,16 @@ async def stream_with_retries(
             retry = transport_failure(call, exc, started=started)
         except StreamBroken as exc:
             retry = broken_failure(call, exc, started=started)
-        if attempt > policy.max_retries:
-            raise exhausted(call, retry, attempt) from retry.exc
-        notice = _retry_notice(call, policy, retry, attempt)
+        notice = _next_retry(call, policy, retry, attempt)
         yield notice  # before the wait, so a UI shows "retrying" during it
         await asyncio.sleep(notice.delay)
 
 
-def _retry_notice(
-    call: StreamCall, policy: RetryPolicy, retry: Failure, attempt: int
-) -> RetryNotice:
-    """Log the retry; the notice carries its delay."""
+def _next_retry(call: StreamCall, policy: RetryPolicy, retry: Failure, attempt: int) -> RetryNotice:
+    """Log the retry and return its notice (which carries the delay); once the retries
+    have run out, raise the error typed by this last failure instead."""
+    if attempt > policy.max_retries:
+        raise exhausted(call, retry, attempt) from retry.exc
     delay = policy.delay(attempt, retry.retry_after)
     log_retry(
         log,
