@@ -109,6 +109,14 @@ def message(n: int) -> InboundMessage:
     )
 
 
+async def _send_batch(pipeline: Pipeline, runtime: AgentRuntime, *, first: int) -> None:
+    """Messages ``first`` .. ``first + BATCH - 1``, each to its own chat, all answered."""
+    await asyncio.gather(*(pipeline.handle(message(first + i)) for i in range(BATCH)))
+    await pipeline.lanes.join(60)
+    while runtime.active_runs() or pipeline.renderers:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         storage = SqliteStorage(Path(tmp) / "bench.db")
@@ -129,11 +137,8 @@ async def main() -> None:
         for _ in range(ROUNDS):
             started = time.monotonic()
             for _batch in range(CHATS // BATCH):
-                await asyncio.gather(*(pipeline.handle(message(n + i)) for i in range(BATCH)))
+                await _send_batch(pipeline, runtime, first=n)
                 n += BATCH
-                await pipeline.lanes.join(60)
-                while runtime.active_runs() or pipeline.renderers:  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
             # a day passes: the timer's housekeeping forgets what went idle
             runtime.tmp_idle_ttl = runtime.topic_idle_ttl = 0.0
             pipeline.housekeeping()

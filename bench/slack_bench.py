@@ -186,6 +186,18 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
+def _latencies(
+    fake: FakeSlack, threads: list[tuple[str, str, str]], sent_at: dict[str, float]
+) -> list[float]:
+    """Seconds from each thread's event to the first text visible in it."""
+    latencies = []
+    for channel, _, thread_ts in threads:
+        at = first_text_at(fake, channel, thread_ts, sent_at[thread_ts])
+        assert at is not None, f"no visible text in {channel}:{thread_ts}"
+        latencies.append(at - sent_at[thread_ts])
+    return latencies
+
+
 def report(
     bench: Bench,
     threads: list[tuple[str, str, str]],
@@ -195,11 +207,7 @@ def report(
     args: argparse.Namespace,
 ) -> None:
     fake = bench.fake
-    latencies = []
-    for channel, _, thread_ts in threads:
-        at = first_text_at(fake, channel, thread_ts, sent_at[thread_ts])
-        assert at is not None, f"no visible text in {channel}:{thread_ts}"
-        latencies.append(at - sent_at[thread_ts])
+    latencies = _latencies(fake, threads, sent_at)
     reply_calls = fake.calls[opening_calls:]
     by_method = Counter(call.method for call in reply_calls)
     limited = sum(1 for call in fake.calls if call.status == 429)
