@@ -122,13 +122,9 @@ class OutboundBudget:
         log.error("%s %s in %s gave up after %d attempts", self._platform, kind, key, MAX_ATTEMPTS)
         return None
 
-    async def edit_ready(self, key: str) -> None:
-        """Wait, without taking it, until the chat could make its next edit: the caller
-        then builds its text, so a paced edit carries what arrived while waiting."""
-        chat = self._chat(key)
-        wait = self._wait_for(chat, "edit")
-        if wait:
-            await self._sleep_until(self._clock() + wait)
+    def edit_wait(self, key: str) -> float:
+        """Seconds until the chat could make its next edit (0 when it could now)."""
+        return self._wait_for(self._chat(key), "edit") or 0.0
 
     async def _sleep_until(self, deadline: float) -> None:
         # asyncio may wake a timer up to one clock tick early; a paced edit must not.

@@ -241,7 +241,11 @@ class ReplyRenderer:
             if not self._done and self._first_shown():
                 # Pace first, build the text after: the edit carries everything that
                 # arrived meanwhile instead of a stale copy followed by a catch-up edit.
-                await self._budget.edit_ready(self._key)
+                # The run's end cuts the wait short: the final text is not an edit to pace.
+                wait = self._budget.edit_wait(self._key)
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._ended.wait(), wait)
             self._dirty.clear()
             final = self._done
             if self._seal_pending:

@@ -3,6 +3,8 @@ message's length in UTF-16 code units like the real server."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from adapters.base import ChatTarget
 from adapters.errors import MessageTooLong
 from adapters.text.telegram_html import utf16_len
 from gateway.reply_messages import UNDELIVERED
-from tests.fakes.scripted_provider import Text
+from tests.fakes.scripted_provider import Gate, Text
 from tests.fakes.telegram_api import MAX_TEXT, FakeTelegram
 from tests.runtime_helpers import wait_for
 from tests.test_telegram_adapter import JSON, alice, fake, running, texts
@@ -96,3 +98,22 @@ async def test_a_reply_complete_before_anything_shows_is_sent_without_a_draft(
         fake.user_sends(chat, alice, "go")
         await fake.wait_for(lambda: texts(fake, chat) == ["all at once"])
         assert fake.transcript(chat).drafts == ()
+
+
+async def test_the_final_message_does_not_wait_for_the_draft_pace(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as r:
+        assert r.gateway.pipeline is not None
+        r.gateway.pipeline.budgets["telegram"].edit_interval = 5.0
+        more, end = Gate(), Gate()
+        r.provider.script(Text("one"), more, Text(" two"), end, Text(" three"))
+        fake.user_sends(chat, alice, "go")
+        await fake.wait_for(lambda: fake.transcript(chat).drafts)
+        more.release()  # the next draft now waits about 5 s for its turn
+        await asyncio.wait_for(end.reached.wait(), 5)
+        ended = time.monotonic()
+        end.release()
+        await fake.wait_for(lambda: texts(fake, chat) == ["one two three"])
+        assert time.monotonic() - ended < 2.5  # the final send is not an edit to pace
