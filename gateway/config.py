@@ -9,11 +9,10 @@ loader decided, and why, is kept in `GatewayConfig.notes` for `agent-gateway che
 
 from __future__ import annotations
 
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -365,55 +364,3 @@ def required_keys(adapter: str, section: Mapping[str, object]) -> tuple[str, ...
     if adapter == "telegram" and adapter_mode(adapter, section) == "webhook":
         keys = (*keys, "webhook_secret")
     return keys
-
-
-# --- schema introspection, for the loader's error messages ----------------------------
-
-
-def _strip_annotation(annotation: Any) -> Any:
-    """``Annotated[X, ...]`` and ``X | None`` -> ``X``."""
-    while True:
-        if get_origin(annotation) is Annotated:
-            annotation = get_args(annotation)[0]
-        elif get_origin(annotation) in (Union, types.UnionType):
-            args = [arg for arg in get_args(annotation) if arg is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        else:
-            return annotation
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model that the table at ``loc`` (a pydantic error location) is validated as."""
-    current: Any = GatewayConfig
-    for part in loc:
-        if _is_model(current):
-            field_info = current.model_fields.get(part) if isinstance(part, str) else None
-            if field_info is None:
-                return None
-            current = _strip_annotation(field_info.annotation)
-        elif get_origin(current) in (dict, list):
-            current = _strip_annotation(get_args(current)[-1])
-        else:
-            return None
-    return current if _is_model(current) else None
-
-
-def field_names_at(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys allowed in the table at ``loc``; empty when ``loc`` is not a table."""
-    model = _model_at(loc)
-    return list(model.model_fields) if model is not None else []
-
-
-def is_positive_int(loc: tuple[int | str, ...]) -> bool:
-    """Whether the key at ``loc`` is declared as an integer greater than zero."""
-    model = _model_at(loc[:-1])
-    field_info = model.model_fields.get(str(loc[-1])) if model is not None else None
-    if field_info is None or _strip_annotation(field_info.annotation) is not int:
-        return False
-    return any(getattr(item, "gt", None) == 0 for item in field_info.metadata)

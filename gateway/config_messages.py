@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from gateway.config import field_names_at, is_positive_int
 from gateway.config_checks import join_path
+from gateway.config_schema import field_names_at, is_positive_int
 from gateway.errors import Problem
 
 Table = dict[str, Any]
