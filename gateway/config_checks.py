@@ -43,7 +43,13 @@ def join_path(path: str, key: object) -> str:
     return f"{path}.{text}" if path else text
 
 
-def _tables(value: object) -> Iterator[tuple[str, Table]]:
+def nonblank(value: object) -> str | None:
+    """A string value that says something; blank (an unset ``${VAR}``) counts as unset."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def tables(value: object) -> Iterator[tuple[str, Table]]:
+    """The ``[section.NAME]`` tables under a section, skipping malformed entries."""
     if isinstance(value, dict):
         for name, item in value.items():
             if isinstance(item, dict):
@@ -63,9 +69,9 @@ def resolve_paths(data: Table, base_dir: Path) -> None:
 
 def url_problems(data: Table, sources: Mapping[str, str]) -> Iterator[Problem]:
     """A malformed endpoint URL (no scheme, no host, spaces) is a problem at its key."""
-    for name, section in _tables(data.get("providers")):
+    for name, section in tables(data.get("providers")):
         yield from _check_url(f"providers.{name}.base_url", section.get("base_url"), _HTTP, sources)
-    for adapter, section in _tables(data.get("adapters")):
+    for adapter, section in tables(data.get("adapters")):
         for key, schemes in _URL_KEYS.get(adapter, {}).items():
             yield from _check_url(f"adapters.{adapter}.{key}", section.get(key), schemes, sources)
 
@@ -105,7 +111,7 @@ def unset_variable_problems(
     need one are added here. ``${VAR:-}`` is the way to say "optional".
     """
     needed = set(required)
-    for name, section in _tables(data.get("providers")):
+    for name, section in tables(data.get("providers")):
         if section.get("kind") in _KEYED_KINDS:
             needed.add(f"providers.{name}.api_key")
     for path, text in _strings(document, ""):
@@ -131,8 +137,8 @@ def _strings(value: object, path: str) -> Iterator[tuple[str, str]]:
 def required_paths(data: Table) -> set[str]:
     """Dotted paths the schema requires, for the tables present in ``data``."""
     paths = {"default_agent"}
-    for name, _ in _tables(data.get("agents")):
+    for name, _ in tables(data.get("agents")):
         paths |= {f"agents.{name}.provider", f"agents.{name}.model"}
-    for name, _ in _tables(data.get("providers")):
+    for name, _ in tables(data.get("providers")):
         paths.add(f"providers.{name}.kind")
     return paths

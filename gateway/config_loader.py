@@ -19,7 +19,6 @@ so that one run reports everything wrong at once:
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Collection, Iterator, Mapping
@@ -40,12 +39,15 @@ from gateway.config import (
 )
 from gateway.config_checks import (
     join_path,
+    nonblank,
     required_paths,
     resolve_paths,
+    tables,
     unset_variable_problems,
     url_problems,
 )
 from gateway.config_messages import validation_problems
+from gateway.config_references import cross_check
 from gateway.errors import ConfigError, Problem
 from runtime.tools import builtin_tools
 
@@ -64,12 +66,6 @@ _AUTO_KINDS = (
     ("anthropic", "ANTHROPIC", "claude-3-5-haiku-latest"),
 )
 _AUTO_TAKES = ("api_key", "base_url", "default_model")
-# Which match keys mean something on each platform (webchat has no fixed scheme).
-_BINDING_KEYS = {
-    "telegram": ("chat",),
-    "discord": ("guild", "channel"),
-    "slack": ("team", "channel"),
-}
 
 
 def load_config(
@@ -100,7 +96,7 @@ def load_config(
         for problem, kind in validation_problems(exc, data, sources, env):
             if not (kind == "missing" and problem.path in explained):
                 problems.append(problem)
-    problems.extend(_cross_check(data, sources, tools))
+    problems.extend(cross_check(data, sources, tools))
     problems = [problem for problem in problems if problem.path not in _paths(unset)] + unset
     if problems or config is None:
         # Sorting groups problems by section; sort is stable within one key.
@@ -194,17 +190,6 @@ def _expand(
     return _REFERENCE.sub(replace, text)
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _tables(value: object) -> Iterator[tuple[str, Table]]:
-    if isinstance(value, dict):
-        for name, item in value.items():
-            if isinstance(item, dict):
-                yield name, item
-
-
 # --- pass 3: what the environment decides -------------------------------------------
 
 
@@ -234,7 +219,7 @@ def _key_sources(
     "auto"`` took, or the one ``${VAR}`` named; a key written in the file has none."""
     prefixes = {kind: prefix for kind, prefix, _ in _AUTO_KINDS}
     found: dict[str, str] = {}
-    for name, section in _tables(data.get("providers")):
+    for name, section in tables(data.get("providers")):
         kind = section.get("kind")
         where = f"providers.{join_path('', name)}.api_key"
         if name in auto and isinstance(kind, str) and kind in prefixes:
@@ -249,11 +234,11 @@ def _resolve_providers(
 ) -> tuple[dict[str, str], tuple[str, ...]]:
     notes: dict[str, str] = {}
     echo: list[str] = []
-    for name, section in _tables(data.get("providers")):
+    for name, section in tables(data.get("providers")):
         if section.get("kind") != "auto":
             continue
         for key in _AUTO_TAKES:
-            if _text(section.get(key)):
+            if nonblank(section.get(key)):
                 message = (
                     'not used with kind = "auto", which takes it from the environment '
                     "(OPENAI_* or ANTHROPIC_* variables); remove it, or set kind explicitly"
@@ -294,7 +279,7 @@ def _resolve_adapters(
 ) -> dict[str, str]:
     notes: dict[str, str] = {}
     adapters = data.get("adapters")
-    sections = dict(_tables(adapters))
+    sections = dict(tables(adapters))
     for name in ADAPTER_NAMES:
         section = sections.get(name)
         if section is None:
@@ -303,7 +288,7 @@ def _resolve_adapters(
         flag = _flag(section.get("enabled", True))
         if flag == "auto":
             keys = credential_keys(name, section)
-            missing = [key for key in keys if not _text(section.get(key))]
+            missing = [key for key in keys if not nonblank(section.get(key))]
             flag = section["enabled"] = not missing
             labels = " and ".join(_label(name, key, sources) for key in missing or keys)
             if not keys:
@@ -328,7 +313,7 @@ def _missing_credentials(
 ) -> Iterator[Problem]:
     mode = adapter_mode(adapter, section)
     for key in required_keys(adapter, section):
-        if not _text(section.get(key)):
+        if not nonblank(section.get(key)):
             when = "when the adapter is enabled"
             if key in MODE_KEYS:
                 when = f'in mode = "{mode}" {when}'
@@ -337,11 +322,11 @@ def _missing_credentials(
 
 
 def _resolve_agents(data: Table, base_dir: Path, problems: list[Problem]) -> None:
-    providers = dict(_tables(data.get("providers")))
-    for name, agent in _tables(data.get("agents")):
+    providers = dict(tables(data.get("providers")))
+    for name, agent in tables(data.get("agents")):
         where = f"agents.{join_path('', name)}"
         provider_name = agent.get("provider")
-        if not _text(agent.get("model")) and isinstance(provider_name, str):
+        if not nonblank(agent.get("model")) and isinstance(provider_name, str):
             problems.extend(_fill_model(agent, where, providers.get(provider_name), provider_name))
         _read_prompt_file(agent, where, base_dir, problems)
 
@@ -353,7 +338,7 @@ def _fill_model(
         # The cross check reports the unknown provider; "no model" on top would be noise.
         agent["model"] = ""
         return
-    fallback = _text(provider.get("default_model"))
+    fallback = nonblank(provider.get("default_model"))
     if fallback is None and provider.get("kind") == "echo":
         fallback = ECHO_MODEL
     if fallback is not None:
@@ -368,7 +353,7 @@ def _fill_model(
 
 
 def _read_prompt_file(agent: Table, where: str, base_dir: Path, problems: list[Problem]) -> None:
-    file_name = _text(agent.get("system_prompt_file"))
+    file_name = nonblank(agent.get("system_prompt_file"))
     if file_name is None:
         return
     if "system_prompt" in agent:
@@ -385,75 +370,3 @@ def _read_prompt_file(agent: Table, where: str, base_dir: Path, problems: list[P
             "configuration file's directory"
         )
         problems.append(Problem(path=f"{where}.system_prompt_file", message=message))
-
-
-# --- pass 5: names that refer to each other ------------------------------------------
-
-
-def _names(table: object) -> list[str] | None:
-    """The names a table defines: none when it is absent, None (unknown) when malformed."""
-    if table is None:
-        return []
-    return list(table) if isinstance(table, dict) else None
-
-
-class _References:
-    """Checks names against the tables that define them, collecting problems."""
-
-    def __init__(self, data: Table, sources: Mapping[str, str], tools: Collection[str]) -> None:
-        self.sources = sources
-        self.problems: list[Problem] = []
-        agents, providers = data.get("agents"), data.get("providers")
-        self.known: dict[str, list[str] | None] = {
-            "agent": _names(agents),
-            "provider": _names(providers),
-            "tool": list(tools),
-        }
-
-    def check(self, path: str, name: object, what: str) -> None:
-        known = self.known[what]
-        if not isinstance(name, str) or known is None or name in known:
-            return
-        variable = self.sources.get(path)
-        # A value from the environment may be anything, even a secret: never echo it.
-        close = difflib.get_close_matches(name, known, n=1) if variable is None else []
-        message = (
-            f'no {what} named "{name}"'
-            if variable is None
-            else (f"no {what} has the name given by ${{{variable}}}")
-        )
-        if close:
-            message += f'; did you mean "{close[0]}"?'
-        elif known:
-            message += "; choose one of: " + ", ".join(known)
-        else:
-            message += f"; define one first ([{what}s.NAME])"
-        self.problems.append(Problem(path=path, message=message))
-
-
-def _cross_check(data: Table, sources: Mapping[str, str], tools: Collection[str]) -> list[Problem]:
-    refs = _References(data, sources, tools)
-    refs.check("default_agent", data.get("default_agent"), "agent")
-    for name, agent in _tables(data.get("agents")):
-        where = f"agents.{join_path('', name)}"
-        refs.check(f"{where}.provider", agent.get("provider"), "provider")
-        agent_tools = agent.get("tools")
-        for index, tool in enumerate(agent_tools if isinstance(agent_tools, list) else []):
-            refs.check(f"{where}.tools[{index}]", tool, "tool")
-    for name, section in _tables(data.get("adapters")):
-        refs.check(f"adapters.{join_path('', name)}.agent", _text(section.get("agent")), "agent")
-    bindings = data.get("bindings")
-    for index, binding in enumerate(bindings if isinstance(bindings, list) else []):
-        if isinstance(binding, dict):
-            refs.check(f"bindings[{index}].agent", binding.get("agent"), "agent")
-            refs.problems.extend(_binding_keys(f"bindings[{index}]", binding))
-    return refs.problems
-
-
-def _binding_keys(where: str, binding: Table) -> Iterator[Problem]:
-    adapter = binding.get("adapter")
-    allowed = _BINDING_KEYS.get(adapter) if isinstance(adapter, str) else None
-    for key in ("chat", "guild", "channel", "team"):
-        if allowed is not None and key in binding and key not in allowed:
-            message = f"{adapter} bindings match on {' or '.join(allowed)}; remove {key}"
-            yield Problem(path=f"{where}.{key}", message=message)
