@@ -31,9 +31,17 @@ from runtime.loop import AgentLoop
 from runtime.messages import UserMessage
 from runtime.router import Router
 from runtime.run import Run
+from runtime.status import (
+    ConversationStatus,
+    ScratchUsage,
+    TopicInfo,
+    conversation_status,
+    list_topics,
+    read_transcript,
+)
 from runtime.storage.base import EventRecord, RunCommit, Storage
 from runtime.titles import clean_title, generate_title, title_seed
-from runtime.transcript import Turn, join_log, visible_turns
+from runtime.transcript import Turn
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +65,6 @@ class Submission:
     position: int = 0  # place in the steering queue when steered
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TopicInfo:
-    key: str
-    conversation_id: str
-    title: str | None
-    active: bool
-    updated_at: float
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ConversationStatus:
-    conversation_id: str
-    agent: str
-    model: str
-    topic_key: str | None
-    title: str | None
-    running: bool
-    queued: int
-    entries: int
-    last_prompt_tokens: int
-    prompt_tokens: int
-    completion_tokens: int
-
-
 class AgentRuntime:
     def __init__(self, agents: AgentRegistry, storage: Storage | None = None) -> None:
         self.agents = agents
@@ -93,9 +77,7 @@ class AgentRuntime:
         self._accepting = True
         self.approvals = ApprovalBroker()
         self.title_wanted: TitleWanted = lambda conv, origin: True
-        # Token use of scratch conversations, which never reach the usage table.
-        self._scratch_usage: dict[str, tuple[int, int]] = {}
-        self._scratch_usage_pruned_at = 0
+        self._scratch_usage = ScratchUsage(self.router)
         self.tmp_idle_ttl = TMP_IDLE_TTL
         self.topic_idle_ttl = TOPIC_IDLE_TTL
 
@@ -192,7 +174,7 @@ class AgentRuntime:
         conv.run = None
         self._runs.discard(run)
         if conv.is_tmp:
-            self._count_scratch_usage(run)
+            self._scratch_usage.count(run)
         if conv.has_queued and self._accepting and self.router.is_routed(conv):
             self._start_run(conv, agent, None)
         self._maybe_title(conv, agent, run.origin)
@@ -347,73 +329,15 @@ class AgentRuntime:
         return result
 
     async def topics(self, agent: str, sender: str) -> list[TopicInfo]:
-        active = self.router.active_key(agent, sender)
-        found: dict[str, TopicInfo] = {}
-        if self.storage is not None:
-            for rec in await self.storage.list_sessions(agent, sender):
-                if rec.topic_key not in found:
-                    found[rec.topic_key] = TopicInfo(
-                        key=rec.topic_key,
-                        conversation_id=rec.id,
-                        title=rec.title,
-                        active=rec.topic_key == active,
-                        updated_at=rec.updated_at,
-                    )
-        for conv in self.router.topics_in_memory(agent, sender):
-            assert conv.topic_key is not None
-            found[conv.topic_key] = TopicInfo(
-                key=conv.topic_key,
-                conversation_id=conv.id,
-                title=conv.title,
-                active=conv.topic_key == active,
-                updated_at=conv.updated_at,
-            )
-        return sorted(found.values(), key=lambda t: t.updated_at, reverse=True)
-
-    def _count_scratch_usage(self, run: Run) -> None:
-        conv_id = run.conversation.id
-        prompt, completion = self._scratch_usage.get(conv_id, (0, 0))
-        prompt += sum(u.prompt_tokens for u in run.usage)
-        completion += sum(u.completion_tokens for u in run.usage)
-        self._scratch_usage[conv_id] = (prompt, completion)
-        # Forget dropped or evicted scratch conversations; amortised over many runs.
-        if len(self._scratch_usage) > 2 * self._scratch_usage_pruned_at + 64:
-            for stale in [i for i in self._scratch_usage if self.router.find(i) is None]:
-                del self._scratch_usage[stale]
-            self._scratch_usage_pruned_at = len(self._scratch_usage)
+        return await list_topics(self.router, self.storage, agent, sender)
 
     async def transcript(self, conv: Conversation) -> list[Turn]:
         """The conversation's visible turns (user and assistant text), read-only."""
-        if conv.is_tmp or self.storage is None:
-            return visible_turns(list(conv.history))
-        stored = await self.storage.load_entries(conv.id)
-        return visible_turns(join_log(stored, list(conv.pending)))
+        return await read_transcript(self.storage, conv)
 
     async def status(self, conv: Conversation) -> ConversationStatus:
-        prompt = completion = 0
-        if not conv.is_tmp and self.storage is not None:
-            prompt, completion = await self.storage.usage_totals(conv.id)
-        if conv.is_tmp:
-            prompt, completion = self._scratch_usage.get(conv.id, (0, 0))
-            in_flight = conv.run.usage if conv.run is not None else []
-        else:
-            in_flight = conv.pending_usage
-        for usage in in_flight:
-            prompt += usage.prompt_tokens
-            completion += usage.completion_tokens
-        return ConversationStatus(
-            conversation_id=conv.id,
-            agent=conv.agent,
-            model=self.agents.get(conv.agent).spec.model,
-            topic_key=conv.topic_key,
-            title=conv.title,
-            running=conv.run is not None,
-            queued=len(conv.steering) if conv.has_queued else 0,
-            entries=len(conv.history),
-            last_prompt_tokens=conv.last_prompt_tokens,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-        )
+        model = self.agents.get(conv.agent).spec.model
+        return await conversation_status(self.storage, self._scratch_usage, conv, model)
 
     def evict_idle(self) -> int:
         """Forget idle conversations (see ``Router.evict_idle``); returns the count."""
