@@ -14,7 +14,8 @@ so that one run reports everything wrong at once:
 4. validate with the pydantic schema (`gateway.config`), turning each error into a
    message of our own (`gateway.config_messages`: pydantic's would echo the offending
    value, which may be a secret);
-5. cross-check names: agents, providers, tools and bindings that refer to each other.
+5. cross-check names (`gateway.config_references`): agents, providers, tools and
+   bindings that refer to each other.
 """
 
 from __future__ import annotations
