@@ -141,7 +141,7 @@ async def main() -> None:
                 n += BATCH
             # a day passes: the timer's housekeeping forgets what went idle
             runtime.tmp_idle_ttl = runtime.topic_idle_ttl = 0.0
-            pipeline.housekeeping()
+            pipeline.upkeep.housekeeping()
             await pipeline.ledger.prune(0.0)
             gc.collect()
             rss = rss_mib()

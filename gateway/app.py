@@ -156,10 +156,12 @@ class Gateway:
                 else supervise(entry, self.pipeline)
             )
             self._tasks.append(asyncio.create_task(run, name=f"adapter-{name}"))
-        self._tasks.append(asyncio.create_task(self.pipeline.maintain(), name="maintenance"))
+        self._tasks.append(asyncio.create_task(self.pipeline.upkeep.run(), name="maintenance"))
         if self.cluster.shared:
             log.info("replica %s shares its storage with other replicas", self.cluster.name)
-            self._tasks.append(asyncio.create_task(self.pipeline.replicate(), name="replicas"))
+            self._tasks.append(
+                asyncio.create_task(self.pipeline.upkeep.replicate(), name="replicas")
+            )
         log.info("gateway started: adapters %s", ", ".join(adapters) or "none")
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from adapters.base import Adapter, InboundMessage
 from adapters.common.memory import Recent
 from gateway.cluster import Cluster
+from gateway.intake import lane_key
 from gateway.ledger import Ledger, decode, inbox_id
 from runtime.agent_runtime import AgentRuntime
 from runtime.storage.base import InboxRecord
@@ -74,34 +75,45 @@ class Handoff:
         if self.taken.add(message_id):
             self._enqueue(key.removeprefix("lane:"), None, message_id)
 
-    async def sweep(
-        self, lane_of: Callable[[InboundMessage], str], window: float
-    ) -> list[InboxRecord]:
-        """Queue the orphans of lanes we could take; returns those accepted more than
-        ``window`` seconds ago, too old to answer (the caller tells their senders)."""
-        cutoff = time.time() - SWEEP_GRACE
+    async def sweep(self, window: float, *, grace: float = SWEEP_GRACE) -> list[InboxRecord]:
+        """Queue the unanswered messages of lanes this replica can take: every lane with
+        one process (after a crash), lanes nobody owns with replicas (a dead replica's).
+        Returns those accepted more than ``window`` seconds ago instead, too old to
+        answer (the caller tells their senders). ``grace`` leaves a just-accepted
+        message to the replica that is claiming it now."""
+        cutoff = time.time() - grace
         by_lane: dict[str, list[tuple[InboxRecord, InboundMessage]]] = {}
+        too_old: list[InboxRecord] = []
         for record in await self._ledger.unanswered():
             if record.accepted_at > cutoff or record.id in self.taken:
                 continue
             adapter = self._adapters.get(record.platform)
+            if adapter is None and not self.cluster.shared:
+                too_old.append(record)  # its platform is gone from this gateway
+                continue
             if adapter is None or adapter.state != "connected":
                 continue  # answered by a replica whose adapter is up
             message = decode(record)
-            if not self.applies_to(message):
+            if self.cluster.shared and message.platform in LOCAL_PLATFORMS:
                 continue
-            by_lane.setdefault(lane_of(message), []).append((record, message))
-        too_old: list[InboxRecord] = []
+            by_lane.setdefault(lane_key(message), []).append((record, message))
+        oldest = time.time() - window
         for lane, items in by_lane.items():
-            if self.cluster.holds(lease_key(lane)):
-                continue  # ours and in hand
-            if await self.cluster.claim(lease_key(lane)) == "elsewhere":
+            if not await self._take_over(lane, items[0][1].scope, len(items)):
                 continue
-            log.info("took over %s with %d unanswered message(s)", lane, len(items))
-            self._runtime.router.reload_sender(items[0][1].scope)
             for record, message in items:
-                if record.accepted_at < time.time() - window:
+                if record.accepted_at < oldest:
                     too_old.append(record)
                 elif self.taken.add(record.id):
                     self._enqueue(lane, message, record.id)
         return too_old
+
+    async def _take_over(self, lane: str, scope: str, waiting: int) -> bool:
+        if not self.cluster.shared:
+            return True
+        key = lease_key(lane)
+        if self.cluster.holds(key) or await self.cluster.claim(key) == "elsewhere":
+            return False  # ours and in hand, or a live replica's
+        log.info("took over %s with %d unanswered message(s)", lane, waiting)
+        self._runtime.router.reload_sender(scope)
+        return True

@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from adapters.approval import ApprovalDecision
 from adapters.base import Adapter, ChatTarget, InboundMessage
@@ -31,10 +30,12 @@ from gateway.cluster import Cluster
 from gateway.commands import CommandContext, CommandHandler, parse_command
 from gateway.delivery import DeliveryOptions, ReplyRenderer
 from gateway.handoff import Handoff
+from gateway.intake import Origin, Queued, lane_key
 from gateway.lanes import Lanes
 from gateway.ledger import Ledger, decode, inbox_id
 from gateway.metrics import Metrics
 from gateway.policy import AdapterPolicy, BindingRule, refusal, resolve_agent, should_answer
+from gateway.upkeep import Upkeep
 from runtime.agent_runtime import AgentRuntime
 from runtime.conversation import Conversation
 from runtime.errors import AgentRuntimeError
@@ -42,36 +43,11 @@ from runtime.events import TitleChanged
 from runtime.history import Speaker
 from runtime.messages import UserMessage
 from runtime.run import Run
-from runtime.storage.base import InboxRecord
 
 log = logging.getLogger(__name__)
 
 STEER_ACK = "\N{EYES}"
 PERSISTENT_DM_TOPIC = "main"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Origin:
-    """What the runtime carries for us on a run: the message and when it arrived."""
-
-    message: InboundMessage
-    received_at: float
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class _Item:
-    message: InboundMessage | None  # None: handed over by another replica, read it back
-    received_at: float
-    accepted: asyncio.Future[bool] | None  # None: accepted earlier (recovered, handed over)
-    inbox_id: str = ""
-
-
-MAINTENANCE_INTERVAL = 300.0
-LEDGER_TTL = 7 * 24 * 3600.0
-"""Seconds a settled inbox record is kept (deduplication of late redeliveries)."""
-RESTARTED_NOTE = "I was restarted and lost your message; please send it again."
-RECOVERY_WINDOW = 15 * 60.0
-"""Seconds after which an unanswered message is no longer answered after a restart."""
 
 
 class Pipeline:
@@ -104,9 +80,18 @@ class Pipeline:
         self.renderers: set[asyncio.Task[None]] = set()
         self.approvals = ApprovalPresenter(runtime, self.budgets)
         self.ledger = Ledger(runtime.storage)
-        self.lanes: Lanes[_Item] = Lanes(self._process, name="inbox")
+        self.lanes: Lanes[Queued] = Lanes(self._process, name="inbox")
         self.handoff = Handoff(
             cluster or Cluster(None), self.ledger, runtime, self.adapters, self._enqueue
+        )
+        self.upkeep = Upkeep(
+            runtime=runtime,
+            ledger=self.ledger,
+            handoff=self.handoff,
+            lanes=self.lanes,
+            adapters=self.adapters,
+            budgets=self.budgets,
+            reply=self.reply,
         )
         self.accepting = True
         runtime.add_run_listener(self.on_run_started)
@@ -126,7 +111,7 @@ class Pipeline:
             return False
         accepted = asyncio.get_running_loop().create_future()
         self.lanes.put(
-            lane_key(message), _Item(message=message, received_at=received_at, accepted=accepted)
+            lane_key(message), Queued(message=message, received_at=received_at, accepted=accepted)
         )
         try:
             new = await self.ledger.accept(message)
@@ -141,7 +126,7 @@ class Pipeline:
             accepted.set_result(True)
         return True
 
-    async def _process(self, item: _Item) -> None:
+    async def _process(self, item: Queued) -> None:
         message = item.message or await self._read_back(item.inbox_id)
         if message is None:
             return
@@ -169,7 +154,9 @@ class Pipeline:
     def _enqueue(self, lane: str, message: InboundMessage | None, inbox_key: str) -> None:
         self.lanes.put(
             lane,
-            _Item(message=message, received_at=time.monotonic(), accepted=None, inbox_id=inbox_key),
+            Queued(
+                message=message, received_at=time.monotonic(), accepted=None, inbox_id=inbox_key
+            ),
         )
 
     async def _answer(self, message: InboundMessage, received_at: float) -> bool:
@@ -233,38 +220,6 @@ class Pipeline:
         return True
 
     # -- recovery ------------------------------------------------------------------------
-
-    async def recover(self, *, window: float = RECOVERY_WINDOW, wait: float = 60.0) -> None:
-        """Answer what a crash left unanswered: recent messages go through their lanes
-        again; older ones get a short note asking to send them again."""
-        records = await self.ledger.unanswered()
-        if not records:
-            return
-        cutoff = time.time() - window
-        fresh: list[InboxRecord] = []
-        stale: list[InboxRecord] = []
-        for record in records:
-            recent = record.accepted_at >= cutoff and record.platform in self.adapters
-            (fresh if recent else stale).append(record)
-        log.info("inbox: %d unanswered message(s) to answer, %d too old", len(fresh), len(stale))
-        for platform in {r.platform for r in records} & set(self.adapters):
-            await self._until_connected(platform, wait)
-        for record in fresh:
-            message = decode(record)
-            self.lanes.put(
-                lane_key(message),
-                _Item(message=message, received_at=time.monotonic(), accepted=None),
-            )
-        for record in stale:
-            if record.platform in self.adapters:
-                await self.reply(decode(record).target, RESTARTED_NOTE)
-        await self.ledger.expire(stale)
-
-    async def _until_connected(self, platform: str, wait: float) -> None:
-        adapter = self.adapters[platform]
-        deadline = time.monotonic() + wait
-        while adapter.state != "connected" and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)  # an adapter's state has no event to wait on
 
     async def _acknowledge(self, message: InboundMessage) -> None:
         adapter = self.adapters[message.platform]
@@ -339,53 +294,6 @@ class Pipeline:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def maintain(self, *, every: float = MAINTENANCE_INTERVAL) -> None:
-        """Answer what a crash left behind, then keep memory and the ledger bounded.
-        With replicas the periodic sweep (``replicate``) does the recovering instead,
-        since another replica may be answering those messages right now."""
-        if not self.handoff.cluster.shared:
-            try:
-                await self.recover()
-            except Exception:
-                log.exception("answering the inbox left by the last run failed")
-        while True:
-            await asyncio.sleep(every)
-            try:
-                self.housekeeping()
-                await self.ledger.prune(LEDGER_TTL)
-            except Exception:
-                log.exception("housekeeping failed")
-
-    async def replicate(self) -> None:
-        """With replicas: take handed-over messages, keep our leases, sweep for orphans."""
-        cluster = self.handoff.cluster
-        await cluster.listen(self.handoff.on_wake)
-        await cluster.maintain(self._lease_in_use, self._sweep)
-
-    def _lease_in_use(self, key: str) -> bool:
-        if not key.startswith("lane:"):
-            return True  # an adapter's election: kept while it runs here
-        lane = key.removeprefix("lane:")
-        if self.lanes.active(lane):
-            return True
-        return any(
-            isinstance(run.origin, Origin) and lane_key(run.origin.message) == lane
-            for run in self.runtime.active_runs()
-        )
-
-    async def _sweep(self) -> None:
-        too_old = await self.handoff.sweep(lane_key, RECOVERY_WINDOW)
-        for record in too_old:
-            await self.reply(decode(record).target, RESTARTED_NOTE)
-        await self.ledger.expire(too_old)
-
-    def housekeeping(self) -> None:
-        evicted = self.runtime.evict_idle()
-        for budget in self.budgets.values():
-            budget.forget_idle()
-        if evicted:
-            log.debug("evicted %d idle conversations", evicted)
-
     async def stop_intake(self, timeout: float) -> None:
         """Adapters stop taking events, then what was accepted reaches the runtime (a
         message still in a lane then stays unanswered in the inbox for the restart)."""
@@ -422,11 +330,6 @@ def title_shown(conv: Conversation, origin: object | None) -> bool:
     if not conv.is_tmp:
         return True
     return isinstance(origin, Origin) and origin.message.platform in SCRATCH_TITLE_SURFACES
-
-
-def lane_key(message: InboundMessage) -> str:
-    """Messages of one conversation share a lane: the sender scope, and the thread."""
-    return f"{message.scope}|{message.target.thread_id or ''}"
 
 
 def compose_text(message: InboundMessage) -> str:

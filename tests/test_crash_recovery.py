@@ -24,7 +24,7 @@ import aiosqlite
 import pytest
 
 from gateway.ledger import encode, inbox_id
-from gateway.pipeline import RECOVERY_WINDOW, RESTARTED_NOTE
+from gateway.upkeep import RECOVERY_WINDOW, RESTARTED_NOTE
 from runtime.storage.base import InboxRecord
 from runtime.storage.sqlite import SqliteStorage
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
@@ -210,11 +210,11 @@ async def test_a_message_older_than_the_window_gets_the_restarted_note_once(
         assert RECOVERY_WINDOW < 20 * 60
         assert await storage.accept_inbound([record]) == [True]
         async with rig(storage=storage) as r:
-            await r.pipeline.recover()
+            await r.pipeline.upkeep.recover()
             await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == [RESTARTED_NOTE])
             assert await storage.unanswered_inbound() == []
 
-            await r.pipeline.recover()
+            await r.pipeline.upkeep.recover()
 
             assert r.adapter.chat("dm42") == [RESTARTED_NOTE]
             assert r.provider.requests == []  # not answered, only told to send it again

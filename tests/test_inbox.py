@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -83,16 +84,16 @@ async def test_recovery_answers_what_a_crash_left_unanswered_exactly_once(
         platform="mem",
         payload=encode(lost),
         state="accepted",
-        accepted_at=1e12,  # "now" for any clock this test runs on
+        accepted_at=time.time(),
     )
     [recorded] = await storage.accept_inbound([record])
     assert recorded
     async with rig(storage=storage) as r:
-        await r.pipeline.recover()
+        await r.pipeline.upkeep.recover()
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["ok"])
         await wait_for(lambda: not r.runtime.active_runs())
         assert await states(storage) == {}
-        await r.pipeline.recover()  # nothing left: nothing answered twice
+        await r.pipeline.upkeep.recover()  # nothing left: nothing answered twice
         await r.adapter.deliver(lost)  # the platform redelivers it: a duplicate now
         await r.adapter.deliver(dm("/status"))
         await r.adapter.wait_for(lambda: "Running" in r.adapter.chat("dm42")[-1])
