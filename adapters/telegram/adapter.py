@@ -6,8 +6,8 @@ per chat so a chat's messages stay in order, and only then is the offset confirm
 next poll) or, in webhook mode, waits while ``web_routes``' POST /telegram/webhook feeds
 the same dispatch. ``telegram_inbound`` turns each update into an ``InboundMessage``;
 images are downloaded here before the hand-over. The gateway answers through send / edit
-/ typing / react / rename; private chats stream through ``DraftStream`` (sendMessageDraft)
-when the server has it. Library exceptions become ``adapters.errors`` in
+/ typing / react / rename; private chats stream through a draft (``telegram/draft.py``,
+sendMessageDraft) when the server has it. Library exceptions become ``adapters.errors`` in
 ``telegram/errors.py`` only.
 """
 
@@ -57,11 +57,11 @@ from adapters.common.identity import BotIdentity
 from adapters.common.sizes import MAX_DOWNLOAD
 from adapters.errors import (
     CredentialsRejected,
-    DeliveryError,
     MessageNotModified,
     NotAllowed,
 )
 from adapters.telegram.approval import answer_press, send_question
+from adapters.telegram.draft import Drafts
 from adapters.telegram.errors import TOKEN_FIX, delivery_errors, retry_seconds
 from adapters.telegram.inbound import (
     PLATFORM,
@@ -71,7 +71,6 @@ from adapters.telegram.inbound import (
 )
 from adapters.telegram.media import download
 from adapters.telegram.webhook import parse_update
-from adapters.text.chunking import close_open_fence, split_message
 from adapters.text.format import TextFormat
 from adapters.text.telegram_html import telegram_length, to_telegram_html
 from runtime.backoff import Backoff, log_retry
@@ -128,8 +127,7 @@ class TelegramAdapter(StatusReporting):
         self._sink: InboundSink | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self.me: BotIdentity | None = None
-        self.drafts_supported = True
-        self._draft_ids = itertools.count(1)
+        self._drafts = Drafts(self.bot)
         self._rename_refused: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -343,27 +341,6 @@ class TelegramAdapter(StatusReporting):
         with delivery_errors():
             await self.bot.delete_message(int(message.target.chat_id), int(message.message_id))
 
-    async def draft(self, target: ChatTarget, draft_id: int, html: str) -> bool:
-        """Show ``html`` as the chat's draft; False when the server has no drafts."""
-        try:
-            with delivery_errors():
-                await self.bot.send_message_draft(
-                    int(target.chat_id),
-                    draft_id,
-                    html,
-                    message_thread_id=_thread(target),
-                    parse_mode=ParseMode.HTML,
-                )
-        except DeliveryError as exc:
-            # A server without sendMessageDraft answers 404, which PTB reports as a token
-            # problem; the token already passed getMe, so it means "no drafts here".
-            if isinstance(exc.__cause__, InvalidToken):
-                log.info("telegram server has no sendMessageDraft; streaming by edits")
-                self.drafts_supported = False
-                return False
-            raise
-        return True
-
     async def typing(self, target: ChatTarget, active: bool) -> None:
         if not active:
             return  # Telegram clears the indicator itself when the reply lands
@@ -406,39 +383,11 @@ class TelegramAdapter(StatusReporting):
                 )
             raise
 
+    @property
+    def drafts_supported(self) -> bool:
+        return self._drafts.supported
+
     def native_stream(self, target: ChatTarget) -> NativeStream | None:
-        if not self.drafts_supported or target.extra.get("chat_type") != "private":
+        if not self._drafts.supported or target.extra.get("chat_type") != "private":
             return None
-        return DraftStream(self, target, next(self._draft_ids))
-
-
-class DraftStream:
-    """One private-chat reply previewed as a draft (sendMessageDraft) while it streams.
-
-    ``update`` shows the reply so far as formatted HTML (its last message-sized chunk
-    when longer); ``finish`` leaves the final message to the gateway's renderer, which
-    splits and sends it with this adapter's ``text_format`` (a draft is only a preview:
-    the real message replaces it). Without drafts on the server (404) ``update``
-    answers False and the renderer sends and edits instead.
-    """
-
-    def __init__(self, adapter: TelegramAdapter, target: ChatTarget, draft_id: int) -> None:
-        self._adapter = adapter
-        self._target = target
-        self._draft_id = draft_id
-
-    async def update(self, text: str) -> bool:
-        if not self._adapter.drafts_supported:
-            return False
-        fmt = self._adapter.text_format
-        chunks = split_message(text, fmt.limit, lambda md: fmt.measure(fmt.render(md)))
-        preview = fmt.render(close_open_fence(chunks[-1])) if chunks else ""
-        if not preview.strip():
-            return True  # nothing to show yet (a draft cannot be empty)
-        return await self._adapter.draft(self._target, self._draft_id, preview)
-
-    async def finish(self, text: str) -> bool:
-        return False
-
-    def handover(self) -> list[tuple[SentMessage, str]]:
-        return []  # a draft is not a message
+        return self._drafts.stream(int(target.chat_id), _thread(target), self.text_format)
