@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from adapters.discord.adapter import DiscordAdapter
+from bench.first_token import FirstTokens, summary
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from gateway.wiring import discord_settings
@@ -133,6 +134,7 @@ async def measure(
     adapter = gateway.pipeline.adapters["discord"]
     await wait_for(lambda: adapter.state == "connected")  # polled: the fake cannot see it
     watch = Watch(fake)
+    tokens = FirstTokens(gateway)
     started = time.monotonic()
     for dm, person in zip(dms, people[:dm_count], strict=True):
         text = text_for(person.username)
@@ -147,6 +149,12 @@ async def measure(
     await fake.wait_for(watch.check, timeout=TIMEOUT)
     wall = time.monotonic() - started
     report(fake, gateway, watch, wall)
+    gaps = []
+    for channel in watch.expected:
+        token = tokens.in_channel(str(channel))
+        assert token is not None, f"no first token seen for channel {channel}"
+        gaps.append(watch.first_seen[channel] - token)
+    print(summary(gaps))
 
 
 def report(fake: FakeDiscord, gateway: Gateway, watch: Watch, wall: float) -> None:

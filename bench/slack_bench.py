@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.first_token import FirstTokens, summary
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from tests.fakes.slack_api import FakeSlack
@@ -84,6 +85,7 @@ class Bench:
         self.fake = fake
         self.gateway = gateway
         self.mode = mode
+        self.tokens = FirstTokens(gateway)
 
     async def deliver(self, event: dict[str, Any]) -> None:
         if self.mode == "socket":
@@ -186,6 +188,30 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
+def last_text_at(fake: FakeSlack, channel: str, after: float) -> float:
+    """When the reply was complete: the last message call in its channel (a stream's
+    stop); each bench thread has a channel of its own."""
+    return max(
+        call.at
+        for call in fake.calls
+        if call.method.startswith("chat.")
+        and call.args.get("channel") == channel
+        and call.at >= after
+    )
+
+
+def _token_gaps(
+    bench: Bench, threads: list[tuple[str, str, str]], sent_at: dict[str, float]
+) -> list[float]:
+    """Seconds from the model's first token to the first text visible in the thread."""
+    gaps = []
+    for channel, _, thread_ts in threads:
+        at = first_text_at(bench.fake, channel, thread_ts, sent_at[thread_ts])
+        assert at is not None
+        gaps.append(at - bench.tokens.at[(channel, thread_ts)])
+    return gaps
+
+
 def _latencies(
     fake: FakeSlack, threads: list[tuple[str, str, str]], sent_at: dict[str, float]
 ) -> list[float]:
@@ -223,6 +249,12 @@ def report(
         f"  event -> first visible text: median {statistics.median(latencies) * 1000:.1f} ms, "
         f"p95 {p95(latencies) * 1000:.1f} ms, "
         f"max {max(latencies) * 1000:.1f} ms"
+    )
+    print(f"  {summary(_token_gaps(bench, threads, sent_at))}")
+    done = [last_text_at(fake, c, sent_at[t]) - sent_at[t] for c, _, t in threads]
+    print(
+        f"  event -> reply complete:     median {statistics.median(done) * 1000:.1f} ms, "
+        f"p95 {p95(done) * 1000:.1f} ms"
     )
     print(f"  Web API calls per reply:     {len(reply_calls) / n:.2f}")
     for method, count in sorted(by_method.items()):

@@ -1,0 +1,62 @@
+"""When the model's first token reached the gateway, per chat (issue 11).
+
+A run listener subscribes to every run the pipeline starts and stamps its first
+``TextDelta`` (``time.monotonic``, the fakes' clock) under the chat it answers
+(``ChatTarget.chat_id``, ``thread_id``), so a benchmark can report the time from the
+model's first token to the first visible text the fake recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+from gateway.app import Gateway
+from gateway.intake import Origin
+from runtime.events import TextDelta
+from runtime.run import Run
+
+ChatKey = tuple[str, str | None]
+TARGET = 0.050  # seconds from first token to first visible text
+
+
+class FirstTokens:
+    def __init__(self, gateway: Gateway) -> None:
+        assert gateway.runtime is not None
+        self.at: dict[ChatKey, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        gateway.runtime.add_run_listener(self._on_run)
+
+    def _on_run(self, run: Run) -> None:
+        if not isinstance(run.origin, Origin):
+            return
+        target = run.origin.message.target
+        task = asyncio.create_task(self._watch(run, (target.chat_id, target.thread_id)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def in_channel(self, channel: str) -> float | None:
+        """The first token of the reply in ``channel`` (a chat, or a thread by its id)."""
+        for (chat, thread), at in self.at.items():
+            if channel in (chat, thread):
+                return at
+        return None
+
+    async def _watch(self, run: Run, key: ChatKey) -> None:
+        async for event in run.events():
+            if isinstance(event, TextDelta):
+                self.at.setdefault(key, time.monotonic())
+                return
+
+
+def summary(gaps: list[float]) -> str:
+    """One line: median, p95 and max of first token -> first visible, against 50 ms."""
+    gaps = sorted(gaps)
+    p95 = gaps[min(len(gaps) - 1, int(len(gaps) * 0.95))]
+    verdict = "met" if p95 <= TARGET else "NOT met"
+    return (
+        f"first token -> first visible text: median {statistics.median(gaps) * 1000:.1f} ms, "
+        f"p95 {p95 * 1000:.1f} ms, max {gaps[-1] * 1000:.1f} ms "
+        f"(target p95 <= {TARGET * 1000:.0f} ms: {verdict})"
+    )
