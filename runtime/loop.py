@@ -173,6 +173,13 @@ class AgentLoop:
         state: _CallState,
         event: ProviderEvent,
     ) -> None:
+        if type(event) is TextChunk and state.open_segment == "text":
+            # The hot path, once per streamed chunk of an open text segment: no dispatch.
+            if text := event.text:
+                state.text.append(text)
+                state.segment.append(text)
+                self._run.emit(TextDelta(text=text))
+            return
         match event:
             case TextChunk(text=text):
                 if text:
