@@ -1,9 +1,10 @@
 """The local web chat: a page and a websocket served by the gateway's own HTTP server.
 
-How the pieces interact. ``web_routes`` serves the page and its websocket. Each socket
-says hello with a client id (the page keeps it in localStorage) and joins that client's
-set of sockets, so every tab of one browser shows the same chat. Frames from the page
-become ``InboundMessage``s handed to the sink ``run`` stored; the gateway answers
+How the pieces interact. ``web_routes`` serves the page (``webchat/page.py``) and its
+websocket. Each socket says hello with a client id (the page keeps it in localStorage)
+and joins that client's set of sockets (``webchat/clients.py``), so every tab of one
+browser shows the same chat. Frames from the page become ``InboundMessage``s handed to
+the sink ``run`` stored; the gateway answers
 through send / edit / typing / react / rename, which broadcast JSON frames to the
 client's sockets. The gateway renames only persisted conversations, so a runtime title
 listener also shows the titles of scratch conversations in the page header.
@@ -20,19 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import secrets
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, assert_never
+from typing import assert_never
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
-from adapters.approval import ApprovalDecision, ApprovalPrompt, DecisionSink
+from adapters.approval import ApprovalPrompt
 from adapters.base import (
     ChatTarget,
     InboundMessage,
@@ -43,6 +41,8 @@ from adapters.base import (
     StatusTracker,
 )
 from adapters.text.format import TextFormat, identity
+from adapters.webchat.approval import decide, question_frame, settled_frame
+from adapters.webchat.clients import Clients, send
 from adapters.webchat.frames import (
     CLIENT_FRAME,
     DecisionFrame,
@@ -61,6 +61,7 @@ from adapters.webchat.inbound import (
     same_origin,
     scope_of,
 )
+from adapters.webchat.page import load_page, page_response
 from adapters.webchat.views import ChatViews
 from runtime.agent_runtime import AgentRuntime
 from runtime.conversation import Conversation
@@ -100,10 +101,7 @@ class WebchatAdapter(StatusReporting):
         self._connection = StatusTracker(PLATFORM)
         self._sink: InboundSink | None = None
         self._ready = asyncio.Event()
-        self._clients: dict[str, set[web.WebSocketResponse]] = {}
-        self._sockets: set[web.WebSocketResponse] = set()
-        self._titles: dict[tuple[str, str], str] = {}  # (client, agent) -> title shown
-        self._replying: dict[str, set[str]] = {}  # client -> requests whose typing is on
+        self._clients = Clients()
         self._views = ChatViews(runtime)
         self._tasks: set[asyncio.Task[None]] = set()
         self._page: str | None = None
@@ -113,7 +111,7 @@ class WebchatAdapter(StatusReporting):
 
     @property
     def state_detail(self) -> str:
-        return f"{len(self._clients)} clients, {len(self._sockets)} sockets"
+        return f"{len(self._clients)} clients, {len(self._clients.sockets)} sockets"
 
     @property
     def default_agent(self) -> str:
@@ -147,7 +145,7 @@ class WebchatAdapter(StatusReporting):
             task.cancel()
         closing = [
             ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
-            for ws in list(self._sockets)
+            for ws in list(self._clients.sockets)
         ]
         await asyncio.gather(*self._tasks, *closing, return_exceptions=True)
 
@@ -167,22 +165,8 @@ class WebchatAdapter(StatusReporting):
 
     async def _serve_page(self, request: web.Request) -> web.Response:
         if self._page is None:
-            page = resources.files("adapters.webchat").joinpath("page.html")
-            self._page = await asyncio.to_thread(page.read_text, encoding="utf-8")
-        nonce = secrets.token_urlsafe(16)
-        csp = (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            f"connect-src 'self' ws://{request.host} wss://{request.host}; img-src data:; "
-            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-        )
-        headers = {
-            "Content-Security-Policy": csp,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
-        }
-        body = self._page.replace("__NONCE__", nonce)
-        return web.Response(text=body, content_type="text/html", headers=headers)
+            self._page = await load_page()
+        return page_response(self._page, request.host)
 
     def _welcome(self) -> Frame:
         names = self._runtime.agents.names()
@@ -201,26 +185,19 @@ class WebchatAdapter(StatusReporting):
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=256 * 1024)
         await ws.prepare(request)
         session = _Session(ws=ws)
-        self._sockets.add(ws)
+        self._clients.sockets.add(ws)
         try:
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
                     await self._on_frame(session, msg.data)
         finally:
-            self._sockets.discard(ws)
+            self._clients.sockets.discard(ws)
             self._leave(session)
         return ws
 
     def _leave(self, session: _Session) -> None:
-        if session.client_id is None:
-            return
-        sockets = self._clients.get(session.client_id)
-        if sockets is not None:
-            sockets.discard(session.ws)
-            if not sockets:
-                del self._clients[session.client_id]
-                for key in [k for k in self._titles if k[0] == session.client_id]:
-                    del self._titles[key]
+        if session.client_id is not None:
+            self._clients.leave(session.client_id, session.ws)
 
     # -- frames from the page ------------------------------------------------------------
 
@@ -229,10 +206,10 @@ class WebchatAdapter(StatusReporting):
             frame = CLIENT_FRAME.validate_json(data)
         except ValidationError as exc:
             log.debug("bad web chat frame: %s", exc.errors(include_input=False))
-            await _send(session.ws, {"type": "error", "text": "The page sent a bad frame."})
+            await send(session.ws, {"type": "error", "text": "The page sent a bad frame."})
             return
         if not isinstance(frame, HelloFrame) and session.client_id is None:
-            await _send(session.ws, {"type": "error", "text": "Say hello first."})
+            await send(session.ws, {"type": "error", "text": "Say hello first."})
             return
         match frame:
             case HelloFrame():
@@ -254,8 +231,8 @@ class WebchatAdapter(StatusReporting):
             self._leave(session)
         session.client_id = frame.client_id
         session.name = frame.name or DEFAULT_USER_NAME
-        self._clients.setdefault(frame.client_id, set()).add(session.ws)
-        await _send(session.ws, {**self._welcome(), "client_id": frame.client_id})
+        self._clients.join(frame.client_id, session.ws)
+        await send(session.ws, {**self._welcome(), "client_id": frame.client_id})
         agent = self._agent(frame.agent) or self.default_agent
         if agent:
             await self._refresh(frame.client_id, agent, history=True, only=session.ws)
@@ -266,7 +243,7 @@ class WebchatAdapter(StatusReporting):
             session.name = frame.name or DEFAULT_USER_NAME
         agent = self._agent(frame.agent)
         echo = {"type": "user", "id": frame.id, "text": frame.text}
-        await self._broadcast(session.client_id, echo, skip=session.ws)
+        await self._clients.broadcast(session.client_id, echo, skip=session.ws)
         message = inbound_message(
             session.client_id,
             frame.text,
@@ -286,7 +263,7 @@ class WebchatAdapter(StatusReporting):
         saved = target.extra.get("saved")
         if saved:
             notice = f"Your previous chat is kept as the topic {saved} (see Topics)."
-            await self._broadcast(client_id, {"type": "notice", "text": notice})
+            await self._clients.broadcast(client_id, {"type": "notice", "text": notice})
 
     async def _stop(self, session: _Session, frame: StopFrame) -> None:
         assert session.client_id is not None
@@ -301,47 +278,32 @@ class WebchatAdapter(StatusReporting):
 
     async def _decide(self, session: _Session, frame: DecisionFrame) -> None:
         assert session.client_id is not None
-        sink = self._sink
-        if not isinstance(sink, DecisionSink):
-            await _send(session.ws, {"type": "error", "text": "The web chat is not running."})
-            return
-        decision = ApprovalDecision(
-            platform="webchat",
-            request_id=frame.request_id,
-            approved=frame.approved,
-            user_id=session.client_id,
-            user_name=session.name,
+        answer = await decide(
+            self._sink, frame, client_id=session.client_id, user_name=session.name
         )
-        answer = await sink.decide(decision)
-        await _send(session.ws, {"type": "notice", "text": answer})
+        await send(session.ws, answer)
 
     async def ask_approval(self, target: ChatTarget, prompt: ApprovalPrompt) -> SentMessage:
         message_id = f"{self._id_prefix}-{next(self._ids)}"
-        frame = {
-            "type": "approval",
-            "id": message_id,
-            "request_id": prompt.request_id,
-            "text": prompt.text,
-        }
-        await self._broadcast(target.chat_id, frame)
+        await self._clients.broadcast(target.chat_id, question_frame(message_id, prompt))
         return SentMessage(target=target, message_id=message_id)
 
     async def settle_approval(self, message: SentMessage, text: str) -> None:
-        frame = {"type": "approval_settled", "id": message.message_id, "text": text}
-        await self._broadcast(message.target.chat_id, frame)
+        frame = settled_frame(message.message_id, text)
+        await self._clients.broadcast(message.target.chat_id, frame)
 
     async def _deliver(self, session: _Session, message: InboundMessage) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), SINK_WAIT)
         sink = self._sink
         if sink is None:
-            await _send(session.ws, {"type": "error", "text": "The web chat is not running."})
+            await send(session.ws, {"type": "error", "text": "The web chat is not running."})
             return
         try:
             await sink.handle(message)
         except Exception:
             log.exception("handling web chat message %s failed", message.message_id)
-            await _send(session.ws, {"type": "error", "text": "That message failed."})
+            await send(session.ws, {"type": "error", "text": "That message failed."})
 
     # -- topics and titles ---------------------------------------------------------------
 
@@ -356,17 +318,17 @@ class WebchatAdapter(StatusReporting):
         """Send the client's topic list and the current conversation's title, and with
         ``history`` its turns; to ``only`` one socket (a tab saying hello) or to all."""
         frames = [await self._views.topics_frame(client_id, agent)]
-        replying = client_id in self._replying
+        replying = self._clients.is_replying(client_id)
         shown = await self._views.shown(client_id, agent, history=history, replying=replying)
-        self._titles[(client_id, agent)] = shown.title
+        self._clients.note_title(client_id, agent, shown.title)
         frames.append({"type": "title", "agent": agent, "title": shown.title})
         if shown.history is not None:
             frames.append(shown.history)
         for frame in frames:
             if only is not None:
-                await _send(only, frame)
+                await send(only, frame)
             else:
-                await self._broadcast(client_id, frame)
+                await self._clients.broadcast(client_id, frame)
 
     def _on_title(self, conv: Conversation, event: TitleChanged) -> None:
         client_id = client_of(conv.sender)
@@ -378,14 +340,16 @@ class WebchatAdapter(StatusReporting):
         if self._runtime.router.current(conv.agent, conv.sender) is conv:
             await self._show_title(client_id, conv.agent, title)
         if not conv.is_tmp:
-            await self._broadcast(client_id, await self._views.topics_frame(client_id, conv.agent))
+            await self._clients.broadcast(
+                client_id, await self._views.topics_frame(client_id, conv.agent)
+            )
 
     async def _show_title(self, client_id: str, agent: str, title: str) -> None:
         # The gateway's rename and our own title listener may both report one title.
-        if self._titles.get((client_id, agent)) == title:
-            return
-        self._titles[(client_id, agent)] = title
-        await self._broadcast(client_id, {"type": "title", "agent": agent, "title": title})
+        if self._clients.note_title(client_id, agent, title):
+            await self._clients.broadcast(
+                client_id, {"type": "title", "agent": agent, "title": title}
+            )
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -394,28 +358,21 @@ class WebchatAdapter(StatusReporting):
 
     # -- outbound primitives -------------------------------------------------------------
 
-    async def _broadcast(
-        self, client_id: str, frame: dict[str, Any], *, skip: web.WebSocketResponse | None = None
-    ) -> None:
-        for ws in list(self._clients.get(client_id, ())):
-            if ws is not skip:
-                await _send(ws, frame)
-
     async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
         # Nobody listening is not an error: the reply is in the conversation's history.
         message_id = f"{self._id_prefix}-{next(self._ids)}"
-        await self._broadcast(target.chat_id, text_frame("message", message_id, text))
+        await self._clients.broadcast(target.chat_id, text_frame("message", message_id, text))
         if "after" in target.extra:
             await self._after_command(target)
         return SentMessage(target=target, message_id=message_id)
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
         frame = text_frame("edit", message.message_id, text)
-        await self._broadcast(message.target.chat_id, frame)
+        await self._clients.broadcast(message.target.chat_id, frame)
 
     async def delete(self, message: SentMessage) -> None:
         frame = {"type": "delete", "id": message.message_id}
-        await self._broadcast(message.target.chat_id, frame)
+        await self._clients.broadcast(message.target.chat_id, frame)
 
     async def typing(self, target: ChatTarget, active: bool) -> None:
         agent = target.extra.get("agent") or self.default_agent
@@ -423,21 +380,14 @@ class WebchatAdapter(StatusReporting):
         # next reply's renderer shows typing before the previous one clears it (and may
         # finish before the previous one's last edit lands): the page's indicator is
         # off only when every reply's renderer has said so.
-        request = target.extra.get("request", "")
-        replying = self._replying.setdefault(target.chat_id, set())
-        if active:
-            replying.add(request)
-        else:
-            replying.discard(request)
-        if not replying:
-            del self._replying[target.chat_id]
-        frame = {"type": "typing", "agent": agent, "active": bool(replying)}
-        await self._broadcast(target.chat_id, frame)
+        replying = self._clients.typing(target.chat_id, target.extra.get("request", ""), active)
+        frame = {"type": "typing", "agent": agent, "active": replying}
+        await self._clients.broadcast(target.chat_id, frame)
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
         own_id = message_id.removeprefix(f"{target.chat_id}:")
         frame = {"type": "ack", "message_id": own_id, "emoji": emoji}
-        await self._broadcast(target.chat_id, frame)
+        await self._clients.broadcast(target.chat_id, frame)
 
     async def rename(self, target: ChatTarget, title: str) -> None:
         agent = target.extra.get("agent") or self.default_agent
@@ -448,12 +398,3 @@ class WebchatAdapter(StatusReporting):
 
     def native_stream(self, target: ChatTarget) -> NativeStream | None:
         return None
-
-
-async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
-    if ws.closed:
-        return
-    try:
-        await ws.send_str(json.dumps(frame, ensure_ascii=False))
-    except ConnectionError as exc:  # the tab went away mid-send; its handler cleans up
-        log.debug("web chat socket send failed: %s", exc)
