@@ -10,14 +10,12 @@ allows gets a public thread created from it; the thread is then owned (in memory
 storage, so after a restart too) and later messages there need no mention.
 ``discord_inbound`` does the pure conversion. Slash commands are deferred at once and
 forwarded as text; the pipeline's reply becomes the deferred response (``send`` looks
-for ``extra['interaction']``). Library exceptions become ``adapters.errors`` in
-``client.delivery_errors`` and in ``run`` only.
+for ``extra['interaction']``, which ``discord/interactions.py`` keeps). Library
+exceptions become ``adapters.errors`` in ``client.delivery_errors`` and in ``run`` only.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import dataclasses
 import logging
 import warnings
@@ -68,6 +66,8 @@ from adapters.discord.inbound import (
     thread_place,
     to_inbound,
 )
+from adapters.discord.interactions import Interactions
+from adapters.discord.media import download
 from adapters.errors import (
     ConnectionLost,
     CredentialsRejected,
@@ -75,7 +75,6 @@ from adapters.errors import (
 )
 from adapters.text.discord_md import to_discord
 from adapters.text.format import TextFormat
-from runtime.history import Image
 from runtime.storage.base import Storage
 
 with warnings.catch_warnings():
@@ -89,9 +88,6 @@ with warnings.catch_warnings():
 log = logging.getLogger(__name__)
 
 MAX_TEXT: Final = 2000
-NO_REPLY: Final = "(no reply)"
-INTERACTION_SILENCE: Final = 60.0
-"""Seconds after which a slash command the gateway did not answer is closed."""
 _OWNED_REMEMBERED: Final = 100_000
 
 
@@ -125,8 +121,7 @@ class DiscordAdapter(StatusReporting):
         self._client: AdapterClient | None = None
         self._sink: InboundSink | None = None
         self._threads = ThreadOwnership(PLATFORM, storage, size=_OWNED_REMEMBERED)
-        self._interactions: dict[str, discord.Interaction] = {}
-        self._closing: set[asyncio.Future[None]] = set()
+        self._interactions = Interactions()
         self._commands_synced = False
 
     # -- connection ----------------------------------------------------------------------
@@ -227,7 +222,7 @@ class DiscordAdapter(StatusReporting):
             wanted, kept = split_attachments(message.attachments, self._settings.max_download)
 
             async def fetch() -> Media:
-                images, all_notes = await self._download(wanted, kept)
+                images, all_notes = await download(wanted, kept)
                 return images, tuple(all_notes)
 
             inbound = dataclasses.replace(inbound, media=fetch)
@@ -281,52 +276,18 @@ class DiscordAdapter(StatusReporting):
     async def _claim(self, thread_id: int) -> None:
         await self._threads.claim(str(thread_id), f"{PLATFORM}:thread:{thread_id}")
 
-    async def _download(
-        self, wanted: Sequence[discord.Attachment], notes: list[str]
-    ) -> tuple[tuple[Image, ...], list[str]]:
-        images: list[Image] = []
-        for attachment in wanted:
-            try:
-                data = await attachment.read()
-            except (discord.DiscordException, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                log.warning("could not download a Discord attachment: %s", type(exc).__name__)
-                notes.append(f"{attachment_note(attachment)}, could not be downloaded")
-                continue
-            media_type = (attachment.content_type or "image/png").split(";")[0].strip()
-            encoded = base64.b64encode(data).decode("ascii")
-            images.append(Image(media_type=media_type, data_base64=encoded))
-        return tuple(images), notes
-
     async def on_command(self, interaction: discord.Interaction, text: str) -> None:
         """A slash command: acknowledged at once ("thinking"), then forwarded as text."""
-        sink, key = self._sink, str(interaction.id)
-        if sink is None:
+        sink = self._sink
+        if sink is None or not await self._interactions.defer(interaction):
             return
-        try:
-            await interaction.response.defer(thinking=True)
-        except discord.HTTPException as exc:
-            log.warning("could not acknowledge Discord interaction %s: %s", key, exc)
-            return
-        self._interactions[key] = interaction
+        key = str(interaction.id)
         if not await sink.handle(interaction_to_inbound(interaction, text)):
-            self._spawn_close(key)  # not taken at all: end the "thinking" state now
+            self._interactions.close(key)  # not taken at all: end the "thinking" state now
             return
-        # The gateway answers from the message's lane; if it never says anything, end
-        # the "thinking" state rather than leave it spinning for 15 minutes.
-        asyncio.get_running_loop().call_later(INTERACTION_SILENCE, lambda: self._spawn_close(key))
-
-    def _spawn_close(self, key: str) -> None:
-        pending = self._interactions.pop(key, None)
-        if pending is not None:
-            task = asyncio.ensure_future(self._close_interaction(key, pending))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-    async def _close_interaction(self, key: str, pending: discord.Interaction) -> None:
-        try:
-            await pending.edit_original_response(content=NO_REPLY)
-        except discord.HTTPException as exc:
-            log.debug("could not close Discord interaction %s: %s", key, exc)
+        # The gateway answers from the message's lane; if it never says anything, the
+        # "thinking" state ends after a while.
+        self._interactions.close_later(key)
 
     # -- outbound ------------------------------------------------------------------------
 
@@ -337,17 +298,10 @@ class DiscordAdapter(StatusReporting):
         return client.get_partial_messageable(int(channel_id))
 
     async def send(self, target: ChatTarget, text: str, *, markup: bool) -> SentMessage:
-        key = target.extra.get("interaction", "")
-        interaction = self._interactions.get(key)
         with delivery_errors("sending a message"):
-            if interaction is not None:  # kept until answered, so a retry answers it too
-                try:
-                    sent = await interaction.edit_original_response(content=text)
-                    self._interactions.pop(key, None)
-                    return SentMessage(target=target, message_id=str(sent.id))
-                except discord.NotFound:
-                    self._interactions.pop(key, None)
-                    log.debug("interaction %s expired; replying in the channel", key)
+            answered = await self._interactions.answer(target.extra.get("interaction", ""), text)
+            if answered is not None:
+                return SentMessage(target=target, message_id=answered)
             channel = self._messageable(target.chat_id)
             if target.reply_to is None:
                 message = await channel.send(text)
