@@ -11,7 +11,8 @@ at once whatever the gateway does next. A task turns the event into an
 ``InboundMessage`` (pure conversion in ``slack/inbound``; files and speaker names from
 ``slack/lookup``, thread ownership from ``adapters.common.memory``) and hands it to the
 sink. Replies come back through send / edit / typing / react / rename and native chat
-streams; every Web API failure is converted to the gateway's errors in ``slack/outbound``.
+streams (an assistant thread's greeting, status and title live in ``slack/assistant``);
+every Web API failure is converted to the gateway's errors in ``slack/outbound``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ from adapters.base import (
 from adapters.common.endpoints import SLACK_API_URL
 from adapters.common.identity import BotIdentity
 from adapters.common.memory import Recent, ThreadOwnership
-from adapters.errors import CredentialsRejected, DeliveryError
+from adapters.errors import CredentialsRejected
 from adapters.slack.approval import ACTIONS as APPROVAL_ACTIONS
 from adapters.slack.approval import answer_press, question_blocks, settled_blocks
+from adapters.slack.assistant import DEFAULT_GREETING, Assistant, greet
 from adapters.slack.auth import authenticate, authorizer, web_client
 from adapters.slack.http_guard import payload_of, signature_valid
 from adapters.slack.inbound import (
@@ -75,8 +77,6 @@ from runtime.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GREETING = "Hi! How can I help?"
-THINKING = "is thinking..."
 # Slack refuses text over 40000 characters; mrkdwn escaping grows text, so keep a margin.
 # Replies go out as a markdown block, which Slack renders as it renders a chat stream
 # (so sent and streamed replies look the same); a block holds 12,000 characters.
@@ -116,9 +116,7 @@ class SlackAdapter(StatusReporting):
         self._messages = Recent()
         self._threads = ThreadOwnership(PLATFORM, storage)
         self._names = UserNames(self.client)
-        # Assistant threads with a run going: True while "is thinking..." shows, False
-        # once a reply appeared (Slack clears the status then).
-        self._status: dict[str, bool] = {}
+        self._assistant = Assistant(self.client)
         self._streams_ok: bool | None = None  # None until the first stream says
         self.app = self._build_app()
 
@@ -246,16 +244,9 @@ class SlackAdapter(StatusReporting):
         set_suggested_prompts: AsyncSetSuggestedPrompts,
     ) -> None:
         if self._first_delivery(body, request):
-            self._spawn(self._greet(say, set_suggested_prompts), "slack-greeting")
-
-    async def _greet(self, say: AsyncSay, set_prompts: AsyncSetSuggestedPrompts) -> None:
-        try:
-            await api(say(text=self.settings.greeting))
-            if self.settings.suggested_prompts:
-                prompts = [{"title": t, "message": m} for t, m in self.settings.suggested_prompts]
-                await api(set_prompts(prompts=prompts))
-        except DeliveryError as exc:
-            log.warning("could not greet in a new Slack assistant thread: %s", exc)
+            settings = self.settings
+            work = greet(say, set_suggested_prompts, settings.greeting, settings.suggested_prompts)
+            self._spawn(work, "slack-greeting")
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(self._guarded(work), name=name)
@@ -312,7 +303,7 @@ class SlackAdapter(StatusReporting):
                 channel=target.chat_id, thread_ts=target.thread_id, **content
             )
         )
-        self._note_reply(target)
+        self._assistant.replied(target)
         return SentMessage(target=target, message_id=str(response["ts"]))
 
     async def edit(self, message: SentMessage, text: str, *, markup: bool) -> None:
@@ -351,24 +342,8 @@ class SlackAdapter(StatusReporting):
 
     async def typing(self, target: ChatTarget, active: bool) -> None:
         """Assistant threads show a status under the thread; other places have no
-        indicator a bot can set. Slack clears the status when a reply appears, so it is
-        not set again until the run ends."""
-        key = _assistant_thread(target)
-        if key is None or target.thread_id is None:
-            return
-        if active:
-            if self._status.get(key) is False:
-                return
-            self._status[key] = True
-        else:
-            self._status.pop(key, None)
-        await api(
-            self.client.assistant_threads_setStatus(
-                channel_id=target.chat_id,
-                thread_ts=target.thread_id,
-                status=THINKING if active else "",
-            )
-        )
+        indicator a bot can set."""
+        await self._assistant.typing(target, active)
 
     async def react(self, target: ChatTarget, message_id: str, emoji: str) -> None:
         channel, _, rest = message_id.partition(":")
@@ -384,13 +359,7 @@ class SlackAdapter(StatusReporting):
                 raise
 
     async def rename(self, target: ChatTarget, title: str) -> None:
-        if _assistant_thread(target) is None or target.thread_id is None:
-            return  # channel threads have no title to set
-        await api(
-            self.client.assistant_threads_setTitle(
-                channel_id=target.chat_id, thread_ts=target.thread_id, title=title
-            )
-        )
+        await self._assistant.rename(target, title)
 
     def native_stream(self, target: ChatTarget) -> NativeStream | None:
         if self._streams_ok is False or target.thread_id is None:
@@ -399,23 +368,12 @@ class SlackAdapter(StatusReporting):
         def on_result(ok: bool) -> None:
             self._streams_ok = ok
             if ok:
-                self._note_reply(target)
+                self._assistant.replied(target)
 
         return SlackStream(self.client, target, self.text_format, on_result=on_result)
-
-    def _note_reply(self, target: ChatTarget) -> None:
-        key = _assistant_thread(target)
-        if key is not None and key in self._status:
-            self._status[key] = False
 
 
 def _content(md: str) -> dict[str, Any]:
     """A reply as a markdown block, rendered by Slack like a chat stream, with its
     mrkdwn rendering as the text notifications and older clients show."""
     return {"text": to_slack_mrkdwn(md), "blocks": [{"type": "markdown", "text": md}]}
-
-
-def _assistant_thread(target: ChatTarget) -> str | None:
-    if target.extra.get("assistant") != "1" or target.thread_id is None:
-        return None
-    return thread_key(target.chat_id, target.thread_id)
