@@ -1,9 +1,14 @@
 """Routing per ``(agent, sender)``: a tmp conversation, topics by key, the active key.
 
-Lookups touch only router state and, the first time a pair or topic is seen after a
-start, storage (the active topic, the newest session of a topic). They never wait on a
-conversation's lock, so a slow run never blocks routing. A short per-pair load lock
-stops two simultaneous first messages from loading the same topic twice.
+Lookups touch only router state and, the first time a topic is seen after a start,
+storage (the newest session of a topic). They never wait on a conversation's lock, so a
+slow run never blocks routing. A short per-pair load lock stops two simultaneous first
+messages from loading the same topic twice.
+
+Active topics are read from storage once, all together, at the first lookup, and kept in
+step by ``switch_topic`` and ``new``: a pair's first message (or its first after an
+eviction) costs no storage read. Once another replica may have changed them
+(``reload_sender``), that copy is no longer trusted and each pair reads its own again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ class Router:
         self._routes: dict[RouteKey, Routes] = {}
         self._by_id: dict[str, Conversation] = {}
         self._loading: dict[RouteKey, asyncio.Lock] = {}
+        # This process's copy of the stored active topics; None until read, or once
+        # another replica may have changed them (then each pair reads its own).
+        self._active: dict[RouteKey, str] | None = None
+        self._active_trusted = True
+        self._active_loading = asyncio.Lock()
 
     def find(self, conversation_id: str) -> Conversation | None:
         return self._by_id.get(conversation_id)
@@ -80,6 +90,8 @@ class Router:
             routes.active = key
             if self._storage is not None:
                 await self._storage.set_active_topic(agent, sender, key)
+            if self._active is not None:
+                self._active[(agent, sender)] = key
         return conv
 
     async def new(self, agent: str, sender: str) -> Conversation | None:
@@ -93,6 +105,8 @@ class Router:
             routes.active = None
             if self._storage is not None:
                 await self._storage.set_active_topic(agent, sender, None)
+            if self._active is not None:
+                self._active.pop((agent, sender), None)
         return dropped
 
     def remove(self, conv: Conversation) -> None:
@@ -131,6 +145,7 @@ class Router:
         """Forget the topics cached for ``sender`` (every agent) so the next lookup reads
         them from storage again: another replica may have moved them on. Scratch
         conversations are this replica's own and stay; anything busy stays."""
+        self._active, self._active_trusted = None, False
         for key, routes in list(self._routes.items()):
             if key[1] != sender:
                 continue
@@ -164,11 +179,22 @@ class Router:
         async with self._loading_guard(key):
             routes = self._routes.get(key)
             if routes is None:
-                active = None
-                if self._storage is not None:
-                    active = await self._storage.get_active_topic(agent, sender)
+                active = await self._stored_active(key)
                 routes = self._routes.setdefault(key, Routes(active=active))
         return routes
+
+    async def _stored_active(self, key: RouteKey) -> str | None:
+        if self._storage is None:
+            return None
+        if self._active is None and self._active_trusted:
+            async with self._active_loading:
+                if self._active is None and self._active_trusted:
+                    loaded = await self._storage.active_topics()
+                    if self._active_trusted:  # no reload_sender while reading
+                        self._active = loaded
+        if self._active is not None:
+            return self._active.get(key)
+        return await self._storage.get_active_topic(*key)
 
     async def _topic(self, agent: str, sender: str, routes: Routes, key: str) -> Conversation:
         conv = routes.topics.get(key)

@@ -194,3 +194,64 @@ async def test_a_run_commits_its_entries_together(storage: SqliteStorage) -> Non
     record = await storage.get_session(sub.conversation.id)
     assert record is not None
     assert record.title == "Scripted Title"  # titles of topics are persisted
+
+
+class CountingStorage(SqliteStorage):
+    """Counts the router's reads of active topics."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.single_reads = 0
+        self.bulk_reads = 0
+
+    async def get_active_topic(self, agent: str, sender: str) -> str | None:
+        self.single_reads += 1
+        return await super().get_active_topic(agent, sender)
+
+    async def active_topics(self) -> dict[tuple[str, str], str]:
+        self.bulk_reads += 1
+        return await super().active_topics()
+
+
+@pytest.fixture
+async def counting(tmp_path: Path) -> AsyncIterator[CountingStorage]:
+    store = CountingStorage(tmp_path / "counted.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def evict_all(runtime: AgentRuntime) -> None:
+    runtime.router.evict_idle(now=float("inf"), tmp_ttl=0, topic_ttl=0)
+
+
+async def test_active_topics_are_read_once_for_every_pair(counting: CountingStorage) -> None:
+    await counting.set_active_topic("bot", "u1", "kept")
+    runtime = make_runtime(ScriptedProvider(), storage=counting)
+    assert (await runtime.conversation_for("bot", "u2")).is_tmp
+    assert (await runtime.conversation_for("bot", "u1")).topic_key == "kept"
+    assert (await runtime.conversation_for("bot", "u3")).is_tmp
+    assert (counting.bulk_reads, counting.single_reads) == (1, 0)
+
+
+async def test_the_cached_active_topic_follows_topic_and_new(counting: CountingStorage) -> None:
+    runtime = make_runtime(ScriptedProvider(), storage=counting)
+    await runtime.switch_topic("bot", "u", "work")
+    evict_all(runtime)  # the pair's routes are gone: the next lookup uses the cache
+    assert (await runtime.conversation_for("bot", "u")).topic_key == "work"
+    await runtime.new("bot", "u")
+    evict_all(runtime)
+    assert (await runtime.conversation_for("bot", "u")).is_tmp
+    assert counting.single_reads == 0
+
+
+async def test_a_reload_from_another_replica_reads_the_pair_again(
+    counting: CountingStorage,
+) -> None:
+    runtime = make_runtime(ScriptedProvider(), storage=counting)
+    assert (await runtime.conversation_for("bot", "u")).is_tmp
+    await counting.set_active_topic("bot", "u", "moved")  # as another replica would
+    runtime.router.reload_sender("u")
+    evict_all(runtime)
+    assert (await runtime.conversation_for("bot", "u")).topic_key == "moved"
+    assert counting.single_reads == 1

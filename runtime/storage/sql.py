@@ -260,6 +260,12 @@ class SqlStore(ABC):
         )
         return None if value is None else str(value)
 
+    async def active_topics(self) -> dict[tuple[str, str], str]:
+        rows = await self._fetch(
+            "read the active topics", "SELECT agent, sender, active_topic FROM router_state"
+        )
+        return {(str(row[0]), str(row[1])): str(row[2]) for row in rows}
+
     async def set_active_topic(self, agent: str, sender: str, topic_key: str | None) -> None:
         if topic_key is None:
             await self._run(
