@@ -157,7 +157,8 @@ def discord_settings(section: DiscordConfig) -> DiscordSettings:
 
 
 def slack_settings(section: SlackConfig) -> SlackSettings:
-    from adapters.slack.adapter import DEFAULT_GREETING, SlackSettings
+    from adapters.slack.adapter import SlackSettings
+    from adapters.slack.assistant import DEFAULT_GREETING
 
     return SlackSettings(
         bot_token=secret(section.bot_token),

@@ -7,7 +7,8 @@ import textwrap
 from pathlib import Path
 
 from adapters.common.endpoints import SLACK_API_URL, TELEGRAM_BASE_URL
-from adapters.slack.adapter import DEFAULT_GREETING, SlackAdapter, SlackSettings
+from adapters.slack.adapter import SlackAdapter, SlackSettings
+from adapters.slack.assistant import DEFAULT_GREETING
 from adapters.telegram.adapter import TelegramSettings
 from adapters.webchat.adapter import WebchatSettings
 from gateway.config_loader import load_config
