@@ -28,7 +28,7 @@ from typing import Any
 from bench.first_token import FirstTokens, summary
 from gateway.app import Gateway
 from gateway.config_loader import load_config
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import ApiCall, FakeSlack
 
 TIMEOUT = 120.0
 SECRET = "bench-signing-secret"
@@ -224,6 +224,12 @@ def _latencies(
     return latencies
 
 
+def _print_by_method(calls: list[ApiCall], n: int) -> None:
+    """One line per Web API method: how many calls it took per thread."""
+    for method, count in sorted(Counter(call.method for call in calls).items()):
+        print(f"    {method:32s} {count / n:.2f}")
+
+
 def report(
     bench: Bench,
     threads: list[tuple[str, str, str]],
@@ -235,7 +241,6 @@ def report(
     fake = bench.fake
     latencies = _latencies(fake, threads, sent_at)
     reply_calls = fake.calls[opening_calls:]
-    by_method = Counter(call.method for call in reply_calls)
     limited = sum(1 for call in fake.calls if call.status == 429)
     n = len(threads)
     streams = "on" if fake.supports_streaming else "off"
@@ -257,12 +262,9 @@ def report(
         f"p95 {p95(done) * 1000:.1f} ms"
     )
     print(f"  Web API calls per reply:     {len(reply_calls) / n:.2f}")
-    for method, count in sorted(by_method.items()):
-        print(f"    {method:32s} {count / n:.2f}")
-    opening = Counter(call.method for call in fake.calls[:opening_calls])
+    _print_by_method(reply_calls, n)
     print(f"  opening a thread:            {opening_calls / n:.2f} calls")
-    for method, count in sorted(opening.items()):
-        print(f"    {method:32s} {count / n:.2f}")
+    _print_by_method(fake.calls[:opening_calls], n)
     print(
         f"  429s: {limited} answered by the fake, "
         f"{bench.gateway.metrics.rate_limited.value('slack'):g} reached the gateway's budget"
