@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from runtime.conversation import Conversation
 from runtime.router import Router
 from runtime.run import Run
-from runtime.storage.base import Storage
+from runtime.storage.base import SessionRecord, Storage
 from runtime.transcript import Turn, join_log, visible_turns
 
 
@@ -73,23 +73,22 @@ async def list_topics(
     if storage is not None:
         for rec in await storage.list_sessions(agent, sender):
             if rec.topic_key not in found:
-                found[rec.topic_key] = TopicInfo(
-                    key=rec.topic_key,
-                    conversation_id=rec.id,
-                    title=rec.title,
-                    active=rec.topic_key == active,
-                    updated_at=rec.updated_at,
-                )
+                found[rec.topic_key] = _topic_info(rec, rec.topic_key, active)
     for conv in router.topics_in_memory(agent, sender):
         assert conv.topic_key is not None
-        found[conv.topic_key] = TopicInfo(
-            key=conv.topic_key,
-            conversation_id=conv.id,
-            title=conv.title,
-            active=conv.topic_key == active,
-            updated_at=conv.updated_at,
-        )
+        found[conv.topic_key] = _topic_info(conv, conv.topic_key, active)
     return sorted(found.values(), key=lambda t: t.updated_at, reverse=True)
+
+
+def _topic_info(topic: SessionRecord | Conversation, key: str, active: str | None) -> TopicInfo:
+    """A stored topic and one in memory describe themselves by the same fields."""
+    return TopicInfo(
+        key=key,
+        conversation_id=topic.id,
+        title=topic.title,
+        active=key == active,
+        updated_at=topic.updated_at,
+    )
 
 
 async def read_transcript(storage: Storage | None, conv: Conversation) -> list[Turn]:
