@@ -495,44 +495,6 @@ async def test_fake_refuses_a_tool_call_left_unanswered(
     assert llm_server.pending_scripts == 1
 
 
-async def test_sequential_calls_reuse_one_connection(
-    provider: OpenAIProvider, llm_server: FakeLLMServer
-) -> None:
-    for i in range(5):
-        llm_server.script(Script(steps=[Text(f"reply {i}")]))
-        events = await collect(provider, ask())
-        assert events[0] == TextChunk(text=f"reply {i}")
-
-    assert len(llm_server.requests) == 5
-    assert llm_server.connections == 1
-
-
-async def test_a_complete_json_answer_is_accepted(
-    provider: OpenAIProvider, llm_server: FakeLLMServer
-) -> None:
-    script = Script(
-        steps=[
-            Reasoning("thinking"),
-            Text("Let me check."),
-            Call("get_time", '{"tz": "UTC"}', id="call_1"),
-            Usage(12, 7),
-        ],
-        json_reply=True,
-    )
-    llm_server.script(script)
-
-    events = await collect(provider, ask())
-
-    assert events == [
-        ThinkingChunk(text="thinking"),
-        TextChunk(text="Let me check."),
-        ToolCallStarted(index=0, name="get_time"),
-        ToolCallReady(index=0, id="call_1", name="get_time", arguments='{"tz": "UTC"}'),
-        UsageReport(prompt_tokens=12, completion_tokens=7),
-    ]
-    assert len(llm_server.requests) == 1  # accepted at once, not retried
-
-
 async def test_sse_split_anywhere_and_crlf_lines_parse_the_same() -> None:
     body = (
         'data: {"choices":[{"index":0,"delta":{"content":"hé"}}]}\r\n\r\n'
