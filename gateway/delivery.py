@@ -67,10 +67,12 @@ MAX_ITERATIONS_NOTE = "I stopped after too many steps without a final answer."
 STOPPED_NOTE = "(stopped)"
 FINAL_ATTEMPTS = 3
 FLUSH_BACKOFF = Backoff(base=0.25, cap=2.0)  # a failed edit is retried this way
-# A reply whose text has ended before anything is shown is usually about to finish (the
-# run only saves itself): waiting this long sends it once, final, instead of a preview
-# (a draft or a first send) followed at once by the final message.
-FINISH_GRACE = 0.03
+# A reply whose text has ended before anything is shown is about to finish: a tool call
+# or thinking after text arrives in the same step as its TextEnd, so only the run's save
+# remains. Waiting up to this long for it sends the reply once, final, instead of a
+# preview (a draft or a first send) followed at once by the final message. Under load
+# the save takes longer, and the call saved matters most then.
+FINISH_GRACE = 0.25
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
