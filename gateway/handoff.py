@@ -64,6 +64,8 @@ class Handoff:
         claim = await self.cluster.claim(lease_key(lane))
         if claim == "elsewhere":
             log.debug("handing %s to the replica that owns %s", message.message_id, lane)
+            # No longer ours: if that owner dies before answering, our sweep takes it.
+            self.taken.discard(inbox_id(message))
             await self.cluster.wake(lease_key(lane), inbox_id(message))
             return False
         if claim == "new":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import ChatTarget, InboundMessage
+from gateway.cluster import Cluster
 from gateway.delivery import DeliveryOptions
 from gateway.pipeline import Pipeline
 from gateway.policy import AdapterPolicy, BindingRule
@@ -39,6 +40,7 @@ async def rig(
     markup: Any = "plain",
     bindings: list[BindingRule] | None = None,
     delivery: DeliveryOptions | None = None,
+    cluster: Cluster | None = None,
     **spec: Any,
 ) -> AsyncIterator[Rig]:
     provider = ScriptedProvider()
@@ -53,6 +55,7 @@ async def rig(
         # Typing at once unless a test asks otherwise: most tests watch for it as a
         # sign the run is under way.
         delivery=delivery or DeliveryOptions(typing_interval=0.2, typing_delay=0.0),
+        cluster=cluster,
     )
     task = asyncio.create_task(adapter.run(pipeline))
     await adapter.connected()

@@ -58,8 +58,7 @@ tools = []
 token = "${{TELEGRAM_BOT_TOKEN}}"
 base_url = "{tg}"
 base_file_url = "{tg_files}"
-mode = "webhook"
-webhook_secret = "{secret}"
+{mode}
 access = "open"
 edit_interval = 0.1
 """
@@ -71,9 +70,22 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
+WEBHOOK = f'mode = "webhook"\nwebhook_secret = "{SECRET}"'
+POLLING = 'mode = "polling"'
+
+
+@pytest.fixture
+def mode() -> str:
+    return WEBHOOK
+
+
 @pytest.fixture
 async def replicas(
-    tmp_path: Path, telegram: FakeTelegram, llm_server: FakeLLMServer, postgres_url: str
+    tmp_path: Path,
+    telegram: FakeTelegram,
+    llm_server: FakeLLMServer,
+    postgres_url: str,
+    mode: str,
 ) -> AsyncIterator[Gateways]:
     config = tmp_path / "gateway.toml"
     config.write_text(
@@ -82,7 +94,7 @@ async def replicas(
             llm=llm_server.url,
             tg=telegram.base_url,
             tg_files=telegram.base_file_url,
-            secret=SECRET,
+            mode=mode,
         ),
         encoding="utf-8",
     )
@@ -210,3 +222,27 @@ async def test_a_killed_owner_is_taken_over_by_the_other_replica(
     assert await waited("the survivor to stop", replicas, survivor.wait(), 10) == 0
     assert len(answered(replicas, chat)) == 2, (answered(replicas, chat), replicas.logs())
     assert took < TAKEOVER_TIMEOUT
+
+
+@pytest.mark.parametrize("mode", [POLLING])
+async def test_polling_runs_on_one_elected_replica_and_moves_when_it_dies(
+    replicas: Gateways, telegram: FakeTelegram, llm_server: FakeLLMServer
+) -> None:
+    carol = telegram.make_user("Carol", username="carol_r")
+    chat = telegram.private_chat(carol)
+    telegram.user_sends(chat, carol, "hello")
+    await until("the answer", replicas, lambda: answered(replicas, chat), STEP_TIMEOUT)
+    logs = [(replicas.directory / f"gateway-{n}.log").read_text() for n in (1, 2)]
+    leaders = [n for n, log in enumerate(logs) if "telegram adapter runs on replica" in log]
+    assert len(leaders) == 1, replicas.logs()  # two pollers would steal each other's updates
+    leader = replicas.procs[leaders[0]]
+    leader.kill()
+    assert await waited("the leader's exit", replicas, leader.wait(), 10) == -signal.SIGKILL
+    telegram.user_sends(chat, carol, "still there?")
+    await until(
+        "the standby replica to take over polling and answer",
+        replicas,
+        lambda: len(answered(replicas, chat)) >= 2,
+        TAKEOVER_TIMEOUT,
+    )
+    assert len(answered(replicas, chat)) == 2

@@ -39,6 +39,9 @@ class Recent:
             self._items.popitem(last=False)
         return True
 
+    def discard(self, item: str) -> None:
+        self._items.pop(item, None)
+
 
 class ThreadOwnership:
     """Threads the bot answers in without a mention, keyed per platform (a Discord
