@@ -5,7 +5,6 @@ carries buttons, a press is a component interaction answered ephemerally."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,8 +18,8 @@ from gateway.config import DiscordConfig
 from gateway.config_loader import load_config
 from runtime.history import ToolResultEntry
 from tests.fakes.discord_api import FakeDiscord, FakeMessage, FakeUser
-from tests.fakes.mcp_server import ROOT, stdio_command
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
+from tests.gateway_config import discord_section, fake_mcp_server, write_gateway_toml
 from tests.runtime_helpers import wait_for
 
 TOKEN = "fake-discord-token"
@@ -50,42 +49,11 @@ def fast_discord(monkeypatch: pytest.MonkeyPatch) -> None:
 async def running(
     tmp_path: Path, fake: FakeDiscord, approval_timeout: float = 30
 ) -> AsyncIterator[ScriptedProvider]:
-    command, args = stdio_command()
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f"""
-default_agent = "bot"
-shutdown_grace = 1
-
-[server]
-port = 0
-
-[storage]
-path = "{tmp_path / "gateway.db"}"
-
-[providers.main]
-kind = "echo"
-
-[agents.bot]
-provider = "main"
-model = "m1"
-approval_timeout = {approval_timeout}
-
-[[agents.bot.mcp]]
-name = "fake"
-command = {json.dumps(command)}
-args = {json.dumps(args)}
-cwd = {json.dumps(str(ROOT))}
-approve = ["add"]
-
-[adapters.discord]
-token = "${{DISCORD_BOT_TOKEN}}"
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-access = "open"
-edit_interval = 0.05
-""",
-        encoding="utf-8",
+    path = write_gateway_toml(
+        tmp_path,
+        fake_mcp_server(),
+        discord_section(fake),
+        agent_keys=f'model = "m1"\napproval_timeout = {approval_timeout}',
     )
     provider = ScriptedProvider("main")
     config = load_config(path, {"DISCORD_BOT_TOKEN": TOKEN})

@@ -18,67 +18,30 @@ from gateway.app import Gateway
 from gateway.config_loader import load_config
 from gateway.wiring import telegram_settings
 from runtime.history import ToolResultEntry
-from tests.fakes.mcp_server import ROOT, stdio_command
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
 from tests.fakes.telegram_api import FakeTelegram
+from tests.gateway_config import fake_mcp_server, telegram_section, write_gateway_toml
 from tests.runtime_helpers import wait_for
 
 JSON = dict[str, Any]
 SECRET = "hook-secret_42"
-MCP_COMMAND = stdio_command()
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    try:
+    async with FakeTelegram() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @asynccontextmanager
 async def running(
     tmp_path: Path, fake: FakeTelegram, approval_timeout: float = 30, extra: str = ""
 ) -> AsyncIterator[tuple[ScriptedProvider, Gateway]]:
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f"""
-default_agent = "bot"
-shutdown_grace = 1
-
-[server]
-port = 0
-
-[storage]
-path = "{tmp_path / "gateway.db"}"
-
-[providers.main]
-kind = "echo"
-
-[agents.bot]
-provider = "main"
-model = "echo"
-approve = ["get_time"]
-approval_timeout = {approval_timeout}
-
-[[agents.bot.mcp]]
-name = "fake"
-command = {json.dumps(MCP_COMMAND[0])}
-args = {json.dumps(MCP_COMMAND[1])}
-cwd = {json.dumps(str(ROOT))}
-approve = ["add"]
-
-[adapters.telegram]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-base_url = "{fake.base_url}"
-base_file_url = "{fake.base_file_url}"
-access = "open"
-edit_interval = 0.05
-{extra}
-""",
-        encoding="utf-8",
+    path = write_gateway_toml(
+        tmp_path,
+        fake_mcp_server(),
+        telegram_section(fake, extra),
+        agent_keys=f'model = "echo"\napprove = ["get_time"]\napproval_timeout = {approval_timeout}',
     )
     config = load_config(path, {"TELEGRAM_BOT_TOKEN": fake.token})
     section = config.adapters.telegram

@@ -33,6 +33,7 @@ from gateway.wiring import telegram_settings
 from runtime.history import UserEntry
 from tests.fakes.scripted_provider import Gate, ScriptedProvider, Text
 from tests.fakes.telegram_api import FakeTelegram
+from tests.gateway_config import telegram_section, write_gateway_toml
 from tests.runtime_helpers import wait_for
 
 JSON = dict[str, Any]
@@ -50,12 +51,8 @@ class Running:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    try:
+    async with FakeTelegram() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
@@ -64,29 +61,11 @@ def alice(fake: FakeTelegram) -> JSON:
 
 
 def load(tmp_path: Path, fake: FakeTelegram, *, extra: str = "", token: str = "") -> GatewayConfig:
-    path = tmp_path / "gateway.toml"
-    path.write_text(
-        f"""
-default_agent = "bot"
-shutdown_grace = 1
-[server]
-port = 0
-[storage]
-path = "{tmp_path / "gateway.db"}"
-[providers.main]
-kind = "echo"
-word_delay = 0
-[agents.bot]
-provider = "main"
-model = "echo"
-[adapters.telegram]
-token = "${{TELEGRAM_BOT_TOKEN}}"
-base_url = "{fake.base_url}"
-base_file_url = "{fake.base_file_url}"
-access = "open"
-edit_interval = 0.05
-{extra}
-"""
+    path = write_gateway_toml(
+        tmp_path,
+        telegram_section(fake, extra),
+        agent_keys='model = "echo"',
+        provider_keys="word_delay = 0",
     )
     return load_config(path, {"TELEGRAM_BOT_TOKEN": token or fake.token})
 

@@ -1,0 +1,87 @@
+"""Configuration files for tests that run the whole gateway against the platform fakes.
+
+They share a base: one echo provider ``main``, one agent using it, storage in the test's
+folder and the server on a free port. What varies (the agent's keys, its MCP servers,
+the adapter section) is passed in as TOML text, built by the helpers below where it is
+the same across tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.mcp_server import ROOT, stdio_command
+from tests.fakes.telegram_api import FakeTelegram
+
+
+def write_gateway_toml(
+    folder: Path,
+    *tables: str,
+    agent: str = "bot",
+    agent_keys: str = "",
+    provider_keys: str = "",
+    shutdown_grace: float = 1,
+) -> Path:
+    """Write ``folder/gateway.toml``; ``tables`` (MCP servers, adapter sections) follow
+    the agent's table, so ``agent_keys`` are the only keys that land in it."""
+    text = f"""
+default_agent = "{agent}"
+shutdown_grace = {shutdown_grace}
+
+[server]
+port = 0
+
+[storage]
+path = {json.dumps(str(folder / "gateway.db"))}
+
+[providers.main]
+kind = "echo"
+{provider_keys}
+
+[agents.{agent}]
+provider = "main"
+{agent_keys}
+"""
+    path = folder / "gateway.toml"
+    path.write_text(text + "".join(tables), encoding="utf-8")
+    return path
+
+
+def fake_mcp_server(agent: str = "bot") -> str:
+    """The stdio MCP fake (tests/fakes/mcp_server.py), whose ``add`` tool asks first."""
+    command, args = stdio_command()
+    return f"""
+[[agents.{agent}.mcp]]
+name = "fake"
+command = {json.dumps(command)}
+args = {json.dumps(args)}
+cwd = {json.dumps(str(ROOT))}
+approve = ["add"]
+"""
+
+
+def telegram_section(fake: FakeTelegram, extra: str = "") -> str:
+    """Telegram against the fake; the token comes from ``${TELEGRAM_BOT_TOKEN}``."""
+    return f"""
+[adapters.telegram]
+token = "${{TELEGRAM_BOT_TOKEN}}"
+base_url = "{fake.base_url}"
+base_file_url = "{fake.base_file_url}"
+access = "open"
+edit_interval = 0.05
+{extra}
+"""
+
+
+def discord_section(fake: FakeDiscord) -> str:
+    """Discord against the fake; the token comes from ``${DISCORD_BOT_TOKEN}``."""
+    return f"""
+[adapters.discord]
+token = "${{DISCORD_BOT_TOKEN}}"
+api_base = "{fake.api_base}"
+gateway_url = "{fake.gateway_url}"
+access = "open"
+edit_interval = 0.05
+"""
