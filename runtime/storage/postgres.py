@@ -29,8 +29,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from runtime.storage.base import NotifyCallback, Unlisten
+from runtime.storage.dialect import Dialect, Row
 from runtime.storage.schema import LATEST_VERSION, VersionKeeping, migrate
-from runtime.storage.sql import Dialect, Row, SqlStore
+from runtime.storage.sql import SqlStore
 
 _log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from runtime.errors import StorageError
-from runtime.storage.sql import SqlConn, capital
+from runtime.storage.dialect import SqlConn, capital
 
 _log = logging.getLogger(__name__)
 

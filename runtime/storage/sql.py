@@ -3,8 +3,10 @@
 Each query is written here once, with ``?`` placeholders; a backend hands ``SqlStore``
 a ``SqlConn`` that runs it in its own driver's style (psycopg translates ``?`` to
 ``%s``), and a ``Dialect`` with the few expressions SQLite and PostgreSQL spell
-differently. What really differs stays in the backends: connections and transactions,
-turning driver errors into ``StorageError``, migrations, and notifications.
+differently (both in ``runtime.storage.dialect``). What really differs stays in the
+backends: connections and transactions, turning driver errors into ``StorageError``,
+how migrations are locked and versioned (``runtime.storage.schema`` applies them), and
+notifications.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from runtime.errors import StorageError
 from runtime.history import CompactMarker, Entry, StoredEntry, rebuild_context
@@ -38,39 +39,7 @@ from runtime.storage.codec import (
     session_record,
     session_values,
 )
-
-Row = tuple[Any, ...]
-
-
-class SqlConn(Protocol):
-    """One borrowed connection, in the backend's transaction (or autocommit)."""
-
-    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        """Run a statement that returns rows (SELECT, or anything ``RETURNING``)."""
-        ...
-
-    async def run(self, sql: str, params: Sequence[object] = ()) -> int:
-        """Run a statement without rows; returns the count of rows it changed."""
-        ...
-
-    async def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None: ...
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Dialect:
-    """The expressions the two SQL dialects spell differently."""
-
-    archive_id: str
-    """The archive id inside a compact marker's JSON in ``e.data``, as an integer."""
-    insert_order: str
-    """The column that orders rows of ``sessions`` and ``inbox`` as inserted."""
-    now: str
-    """The lease clock in seconds since the epoch: on PostgreSQL the server's, so
-    replicas whose clocks disagree still agree on when a lease ends."""
-    in_list: str
-    """``column <in_list>`` matches a list bound to its one ``?``."""
-    list_param: Callable[[Sequence[str]], object]
-    """A list of strings as the one parameter ``in_list`` takes."""
+from runtime.storage.dialect import Dialect, Row, SqlConn, capital
 
 
 class SqlStore(ABC):
@@ -392,8 +361,3 @@ class SqlStore(ABC):
             key,
             owner,
         )
-
-
-def capital(label: str) -> str:
-    """``label`` to begin a sentence."""
-    return label[:1].upper() + label[1:]

@@ -25,9 +25,10 @@ import aiosqlite
 
 from runtime.errors import StorageError
 from runtime.storage.base import NotifyCallback, Unlisten
+from runtime.storage.dialect import Dialect, Row
 from runtime.storage.local_channels import LocalChannels
 from runtime.storage.schema import LATEST_VERSION, VersionKeeping, migrate
-from runtime.storage.sql import Dialect, Row, SqlStore
+from runtime.storage.sql import SqlStore
 
 _log = logging.getLogger(__name__)
 
