@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.mcp_server import ROOT, stdio_command
+from tests.fakes.slack_api import FakeSlack
 from tests.fakes.telegram_api import FakeTelegram
 
 
@@ -84,4 +85,26 @@ api_base = "{fake.api_base}"
 gateway_url = "{fake.gateway_url}"
 access = "open"
 edit_interval = 0.05
+"""
+
+
+def slack_section(
+    fake: FakeSlack,
+    *,
+    mode: str,
+    signing_secret: str,
+    bot_token: str | None = None,
+    app_token: str | None = None,
+    extra: str = "",
+) -> str:
+    """Slack against the fake, with the fake's tokens inline unless others are given."""
+    return f"""
+[adapters.slack]
+bot_token = {json.dumps(bot_token or fake.bot_token)}
+app_token = {json.dumps(app_token or fake.app_token)}
+signing_secret = {json.dumps(signing_secret)}
+api_url = {json.dumps(fake.api_url)}
+mode = {json.dumps(mode)}
+edit_interval = 0.02
+{extra}
 """

@@ -19,6 +19,7 @@ from runtime.history import ToolResultEntry
 from tests.fakes.mcp_server import http_server
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
 from tests.fakes.slack_api import FakeSlack, SlackMessage
+from tests.gateway_config import slack_section, write_gateway_toml
 from tests.runtime_helpers import wait_for
 
 DM = "D0DIRECT01"
@@ -27,36 +28,11 @@ OTHER = "U0HUMAN002"
 SECRET = "test-signing-secret"
 MODES = pytest.mark.parametrize("mode", ["socket", "http"])
 
-CONFIG = """
-default_agent = "assistant"
-shutdown_grace = 0.5
-
-[server]
-host = "127.0.0.1"
-port = 0
-
-[storage]
-path = {db}
-
-[providers.main]
-kind = "echo"
-
-[agents.assistant]
-provider = "main"
-approval_timeout = {approval_timeout}
-
+WEB_MCP = """
 [[agents.assistant.mcp]]
 name = "web"
 url = {url}
 approve = true
-
-[adapters.slack]
-bot_token = {bot_token}
-app_token = {app_token}
-signing_secret = {secret}
-api_url = {api_url}
-mode = {mode}
-edit_interval = 0.02
 """
 
 
@@ -118,20 +94,14 @@ async def running(
     tmp_path: Path, fake: FakeSlack, mode: str, approval_timeout: float = 30
 ) -> AsyncIterator[Slack]:
     async with http_server() as url:
-        values = {
-            "db": str(tmp_path / "gateway.db"),
-            "bot_token": fake.bot_token,
-            "app_token": fake.app_token,
-            "secret": SECRET,
-            "api_url": fake.api_url,
-            "mode": mode,
-            "url": url,
-        }
-        text = CONFIG.format(
-            approval_timeout=approval_timeout, **{k: json.dumps(v) for k, v in values.items()}
+        path = write_gateway_toml(
+            tmp_path,
+            WEB_MCP.format(url=json.dumps(url)),
+            slack_section(fake, mode=mode, signing_secret=SECRET),
+            agent="assistant",
+            agent_keys=f"approval_timeout = {approval_timeout}",
+            shutdown_grace=0.5,
         )
-        path = tmp_path / "gateway.toml"
-        path.write_text(text, encoding="utf-8")
         provider = ScriptedProvider("main")
         gateway = Gateway(load_config(path, env={}), providers={"main": provider})
         await gateway.start()

@@ -32,6 +32,7 @@ from runtime.history import UserEntry
 from runtime.providers.base import ModelProvider
 from tests.fakes.scripted_provider import Call, Gate, ScriptedProvider, Text
 from tests.fakes.slack_api import FakeSlack, SlackMessage
+from tests.gateway_config import slack_section, write_gateway_toml
 
 DM = "D0DIRECT01"
 CHANNEL = "C0GENERAL1"
@@ -41,33 +42,9 @@ SECRET = "test-signing-secret"
 TIMEOUT = 5.0
 T = TypeVar("T")
 
-CONFIG = """
-default_agent = "assistant"
-shutdown_grace = 0.5
-
-[server]
-host = "127.0.0.1"
-port = 0
-
-[storage]
-path = {db}
-
-[providers.main]
-kind = "echo"
-word_delay = 0.001
-
-[agents.assistant]
-provider = "main"
-
-[adapters.slack]
-bot_token = {bot_token}
-app_token = {app_token}
-signing_secret = {secret}
-api_url = {api_url}
-mode = {mode}
-edit_interval = 0.02
+GREETING = """
 greeting = "Hello from the gateway."
-suggested_prompts = [{{ title = "Plan", message = "Plan my week" }}]
+suggested_prompts = [{ title = "Plan", message = "Plan my week" }]
 """
 
 
@@ -192,16 +169,21 @@ async def start(tmp_path: Path, fake: FakeSlack) -> AsyncIterator[Start]:
         app_token: str | None = None,
         connect: bool = True,
     ) -> Harness:
-        path = tmp_path / "gateway.toml"
-        values = {
-            "db": str(tmp_path / "gateway.db"),
-            "bot_token": bot_token or fake.bot_token,
-            "app_token": app_token or fake.app_token,
-            "secret": SECRET,
-            "api_url": fake.api_url,
-            "mode": mode,
-        }
-        path.write_text(CONFIG.format(**{k: json.dumps(v) for k, v in values.items()}))
+        section = slack_section(
+            fake,
+            mode=mode,
+            signing_secret=SECRET,
+            bot_token=bot_token,
+            app_token=app_token,
+            extra=GREETING,
+        )
+        path = write_gateway_toml(
+            tmp_path,
+            section,
+            agent="assistant",
+            provider_keys="word_delay = 0.001",
+            shutdown_grace=0.5,
+        )
         config = load_config(path, env={})
         gateway = Gateway(config, providers={"main": provider} if provider else None)
         await gateway.start()
