@@ -1,13 +1,15 @@
 """Replica benchmark (issue 12): one gateway on SQLite, one on PostgreSQL, two on PostgreSQL.
 
 Run: .venv/bin/python -m bench.replica_bench [--chats 100] [--messages 400] [--concurrency 32]
-     [--no-fsync]
+     [--rounds 3] [--no-fsync]
 
 Everything on loopback and bounded: a PostgreSQL server from Debian's package
 (``tests.postgres_server``, a fresh database per setup), the fake Telegram Bot API in this
 process and real ``agent-gateway run`` processes with Telegram in webhook mode and the echo
 provider (``word_delay = 0``), so what is measured is the gateway and its storage, not a
-model. Each setup is started, warmed up, then measured in two patterns:
+model. The three setups run in turn, ``--rounds`` times (each time on fresh storage, the
+figures pooled), so a burst of other work on the machine lands on all of them. Each
+setup is started, warmed up, then measured in two patterns:
 
 - ``serial``: one message at a time, each in a new chat: the latency of one message with
   nothing else going on (the PostgreSQL-vs-SQLite added latency is read here);
@@ -35,7 +37,6 @@ import itertools
 import os
 import signal
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -45,18 +46,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import psycopg
 
+from bench.replica_procs import Cpu, database, make_durable
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_api import JSON, SECRET_HEADER, FakeTelegram
 from tests.gateway_procs import ENV_NAMES, START_TIMEOUT, Gateways
-from tests.postgres_server import PostgresServer, _run_as, find_bindir
+from tests.postgres_server import PostgresServer
 
 SECRET = "replica-bench-secret"
 REPLY_TIMEOUT = 60.0
 WARMUP = 10
 SERIAL = 40
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SETUPS = ("1 x SQLite", "1 x PostgreSQL", "2 x PostgreSQL")
 CONFIG = """
 default_agent = "bot"
 shutdown_grace = 2.0
@@ -107,7 +108,7 @@ class Result:
 
     def line(self, name: str) -> str:
         return (
-            f"  {name:<12} p50 {self.p50 * 1000:7.1f} ms  p95 {self.p95 * 1000:7.1f} ms  "
+            f"  {name:<30} p50 {self.p50 * 1000:7.1f} ms  p95 {self.p95 * 1000:7.1f} ms  "
             f"{self.rate:6.1f} msg/s  CPU ms/msg: gateways {self.cpu / self.count * 1000:5.2f}"
             f" PostgreSQL {self.db_cpu / self.count * 1000:5.2f}"
             f" fake+driver {self.own_cpu / self.count * 1000:5.2f}"
@@ -207,56 +208,6 @@ class Driver:
         return [x for task in tasks for x in task.result()]
 
 
-def _ticks(pid: int) -> tuple[int, int, int] | None:
-    """(parent pid, user+system clock ticks, start time) of a process, None once gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()  # the name in parentheses may hold spaces
-    return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[19])
-
-
-def postgres_pids(port: int) -> list[int]:
-    """The bench's PostgreSQL server: its postmaster (``-p PORT``) and the children."""
-    flag = f"-p {port} ".encode()
-    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-    roots = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            if flag in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" "):
-                roots.add(pid)
-    children = [pid for pid in pids if (t := _ticks(pid)) is not None and t[0] in roots]
-    return [*roots, *children]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Cpu:
-    """CPU time of the gateways and of the PostgreSQL server (none for SQLite)."""
-
-    gateways: Gateways
-    postgres_port: int | None
-
-    def sample(self) -> dict[tuple[str, int, int], int]:
-        """Ticks by (side, pid, start time): a pid reused by a new process is a new key."""
-        sides = [("gateway", proc.pid) for proc in self.gateways.procs]
-        if self.postgres_port is not None:
-            sides += [("postgres", pid) for pid in postgres_pids(self.postgres_port)]
-        found = {}
-        for side, pid in sides:
-            if (t := _ticks(pid)) is not None:
-                found[(side, pid, t[2])] = t[1]
-        return found
-
-    def spent(self, before: dict[tuple[str, int, int], int]) -> tuple[float, float]:
-        """(gateway, PostgreSQL) CPU seconds since ``before``."""
-        after = self.sample()
-        spent = Counter[str]()
-        for key, ticks in after.items():
-            spent[key[0]] += ticks - before.get(key, 0)
-        return spent["gateway"] / CLOCK_TICKS, spent["postgres"] / CLOCK_TICKS
-
-
 async def timed(cpu: Cpu, pattern: Awaitable[list[float]]) -> Result:
     before = await asyncio.to_thread(cpu.sample)
     own = time.process_time()
@@ -266,40 +217,6 @@ async def timed(cpu: Cpu, pattern: Awaitable[list[float]]) -> Result:
     own = time.process_time() - own
     gateway, postgres = await asyncio.to_thread(cpu.spent, before)
     return Result(latencies=latencies, elapsed=elapsed, cpu=gateway, db_cpu=postgres, own_cpu=own)
-
-
-@asynccontextmanager
-async def database(server: PostgresServer, name: str) -> AsyncIterator[str]:
-    """A fresh database on the bench's server, dropped afterwards."""
-    async with await psycopg.AsyncConnection.connect(server.admin_url, autocommit=True) as admin:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-        try:
-            yield server.url(name)
-        finally:
-            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-async def make_durable(server: PostgresServer) -> None:
-    """Restart the server with PostgreSQL's own defaults: fsync and synchronous commit on.
-
-    The test server turns them off for speed; a deployment keeps them on, and comparing
-    SQLite (WAL, ``synchronous = NORMAL``: synced at checkpoints) with a server that never
-    syncs would flatter PostgreSQL.
-    """
-    async with await psycopg.AsyncConnection.connect(server.admin_url, autocommit=True) as admin:
-        row = await (await admin.execute("SHOW data_directory")).fetchone()
-    assert row is not None
-    data = Path(row[0])
-    options = (
-        f"-p {server.port} -k {data.parent} -c listen_addresses=127.0.0.1"
-        " -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
-    )
-    command = [
-        *_run_as(), str(find_bindir() / "pg_ctl"), "-D", str(data),
-        "-l", str(data.parent / "server.log"), "-o", options, "-m", "fast", "-w", "restart",
-    ]  # fmt: skip
-    # pg_ctl -l: the server's output goes to the log, so no pipe of ours stays open.
-    await asyncio.to_thread(subprocess.run, command, check=True, capture_output=True, timeout=120)
 
 
 async def ready(gateways: Gateways, n: int) -> str:
@@ -329,7 +246,7 @@ async def stop(gateways: Gateways) -> None:
 
 
 def write_config(folder: Path, telegram: FakeTelegram, storage: str) -> Path:
-    folder.mkdir()
+    folder.mkdir(parents=True)
     config = folder / "gateway.toml"
     config.write_text(
         CONFIG.format(
@@ -381,39 +298,66 @@ async def measure(
     return {"serial": serial, "load": load}
 
 
-async def run(args: argparse.Namespace) -> dict[str, dict[str, Result]]:
-    server = PostgresServer()
-    await asyncio.to_thread(server.start)
-    if not args.no_fsync:
-        await make_durable(server)
-    results: dict[str, dict[str, Result]] = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="replica-bench-") as name:
-            folder = Path(name)
-            results["1 x SQLite"] = await measure(
-                folder / "sqlite", f'path = "{folder / "gateway.db"}"', 1, args, None
+def pooled(results: list[Result]) -> Result:
+    return Result(
+        latencies=[x for r in results for x in r.latencies],
+        elapsed=sum(r.elapsed for r in results),
+        cpu=sum(r.cpu for r in results),
+        db_cpu=sum(r.db_cpu for r in results),
+        own_cpu=sum(r.own_cpu for r in results),
+    )
+
+
+async def one_round(
+    server: PostgresServer, folder: Path, args: argparse.Namespace
+) -> dict[str, dict[str, Result]]:
+    """Each setup once, each on fresh storage, in the order SQLite, one, two replicas."""
+    results = {
+        SETUPS[0]: await measure(
+            folder / "sqlite", f'path = "{folder / "gateway.db"}"', 1, args, None
+        )
+    }
+    print_setup(SETUPS[0], results[SETUPS[0]])
+    for count in (1, 2):
+        label = SETUPS[count]
+        async with database(server, f"bench_{folder.name}_{count}") as url:
+            results[label] = await measure(
+                folder / f"pg{count}", f'url = "{url}"', count, args, server.port
             )
-            print_setup("1 x SQLite", results["1 x SQLite"])
-            for count in (1, 2):
-                label = f"{count} x PostgreSQL"
-                async with database(server, f"bench_{count}") as url:
-                    results[label] = await measure(
-                        folder / f"pg{count}", f'url = "{url}"', count, args, server.port
-                    )
-                print_setup(label, results[label])
-    finally:
-        await asyncio.to_thread(server.stop)
+        print_setup(label, results[label])
     return results
 
 
+async def run(args: argparse.Namespace) -> dict[str, dict[str, Result]]:
+    """Rounds of the three setups: noise from other work on the machine hits all three."""
+    server = PostgresServer()
+    await asyncio.to_thread(server.start)
+    rounds: list[dict[str, dict[str, Result]]] = []
+    try:
+        if not args.no_fsync:
+            await make_durable(server)
+        with tempfile.TemporaryDirectory(prefix="replica-bench-") as name:
+            for n in range(1, args.rounds + 1):
+                print(f"round {n}:")
+                rounds.append(await one_round(server, Path(name) / f"r{n}", args))
+    finally:
+        await asyncio.to_thread(server.stop)
+    return {
+        label: {p: pooled([r[label][p] for r in rounds]) for p in ("serial", "load")}
+        for label in SETUPS
+    }
+
+
 def print_setup(label: str, result: dict[str, Result]) -> None:
-    print(f"{label}:")
     for pattern, figures in result.items():
-        print(figures.line(f"{pattern} ({figures.count})"))
+        print(figures.line(f"{label}, {pattern} ({figures.count})"))
 
 
 def report(results: dict[str, dict[str, Result]]) -> None:
-    sqlite, one, two = (results[k] for k in ("1 x SQLite", "1 x PostgreSQL", "2 x PostgreSQL"))
+    print("All rounds pooled:")
+    for label in SETUPS:
+        print_setup(label, results[label])
+    sqlite, one, two = (results[label] for label in SETUPS)
     print("Two replicas vs one (PostgreSQL, load):")
     print(
         f"  throughput x{two['load'].rate / one['load'].rate:.2f}"
@@ -441,6 +385,7 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=100)
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--no-fsync",
         action="store_true",
