@@ -8,9 +8,15 @@ the same across tests.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
+from adapters.discord.adapter import DiscordSettings
+from gateway import wiring
+from gateway.config import DiscordConfig
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.mcp_server import ROOT, stdio_command
 from tests.fakes.slack_api import FakeSlack
@@ -108,3 +114,14 @@ mode = {json.dumps(mode)}
 edit_interval = 0.02
 {extra}
 """
+
+
+def shorten_discord_timings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway builds the Discord adapter from its config section; only the timings
+    of discord.py's hooks (the pause before IDENTIFY, the wait for guilds) are shortened."""
+    original = wiring.discord_settings
+
+    def fast(section: DiscordConfig) -> DiscordSettings:
+        return dataclasses.replace(original(section), identify_delay=0.0, guild_ready_timeout=0.05)
+
+    monkeypatch.setattr(wiring, "discord_settings", fast)

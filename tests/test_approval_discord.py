@@ -4,22 +4,24 @@ carries buttons, a press is a component interaction answered ephemerally."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from adapters.discord.adapter import DiscordAdapter, DiscordSettings
-from gateway import wiring
+from adapters.discord.adapter import DiscordAdapter
 from gateway.app import Gateway
-from gateway.config import DiscordConfig
 from gateway.config_loader import load_config
 from runtime.history import ToolResultEntry
 from tests.fakes.discord_api import FakeDiscord, FakeMessage, FakeUser
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
-from tests.gateway_config import discord_section, fake_mcp_server, write_gateway_toml
+from tests.gateway_config import (
+    discord_section,
+    fake_mcp_server,
+    shorten_discord_timings,
+    write_gateway_toml,
+)
 from tests.runtime_helpers import wait_for
 
 TOKEN = "fake-discord-token"
@@ -37,12 +39,7 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 @pytest.fixture(autouse=True)
 def fast_discord(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = wiring.discord_settings
-
-    def fast(section: DiscordConfig) -> DiscordSettings:
-        return dataclasses.replace(original(section), identify_delay=0.0, guild_ready_timeout=0.05)
-
-    monkeypatch.setattr(wiring, "discord_settings", fast)
+    shorten_discord_timings(monkeypatch)
 
 
 @asynccontextmanager

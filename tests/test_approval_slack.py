@@ -81,12 +81,8 @@ class Slack:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    slack = FakeSlack()
-    await slack.start()
-    try:
+    async with FakeSlack() as slack:
         yield slack
-    finally:
-        await slack.stop()
 
 
 @asynccontextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,12 +19,13 @@ from adapters.discord.client import INTENTS_FIX, TOKEN_FIX
 from adapters.errors import MessageTooLong, NotAllowed, RateLimited
 from gateway import wiring
 from gateway.app import Gateway
-from gateway.config import DiscordConfig, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.config_loader import load_config
 from runtime.conversation import Conversation
 from runtime.history import UserEntry
 from tests.fakes.discord_api import FakeChannel, FakeDiscord, FakeGuild, FakeUser, Intents
 from tests.fakes.scripted_provider import Gate, ScriptedProvider, Text
+from tests.gateway_config import shorten_discord_timings
 from tests.runtime_helpers import wait_for
 
 with warnings.catch_warnings():
@@ -108,14 +108,7 @@ edit_interval = 0.05
 
 @pytest.fixture(autouse=True)
 def fast_discord(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The gateway builds the adapter from its config section; only the timings of
-    discord.py's hooks are shortened."""
-    original = wiring.discord_settings
-
-    def fast(section: DiscordConfig) -> DiscordSettings:
-        return dataclasses.replace(original(section), identify_delay=0.0, guild_ready_timeout=0.05)
-
-    monkeypatch.setattr(wiring, "discord_settings", fast)
+    shorten_discord_timings(monkeypatch)
 
 
 @asynccontextmanager

@@ -149,12 +149,8 @@ Start = Callable[..., Awaitable[Harness]]
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    slack = FakeSlack()
-    await slack.start()
-    try:
+    async with FakeSlack() as slack:
         yield slack
-    finally:
-        await slack.stop()
 
 
 @pytest.fixture
