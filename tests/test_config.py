@@ -113,6 +113,28 @@ def test_default_config_takes_a_postgresql_url_from_the_environment() -> None:
     assert "s3cr3t" not in shown
 
 
+def test_default_config_takes_webhook_and_http_modes_from_the_environment() -> None:
+    env = {
+        "TELEGRAM_BOT_TOKEN": "123:abc",
+        "TELEGRAM_MODE": "webhook",
+        "TELEGRAM_WEBHOOK_SECRET": "tg-secret",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_MODE": "http",
+        "SLACK_SIGNING_SECRET": "signing",
+    }
+    config = load_config(DEFAULT, env)
+
+    telegram, slack = config.adapters.telegram, config.adapters.slack
+    assert telegram is not None
+    assert slack is not None
+    assert (telegram.mode, slack.mode) == ("webhook", "http")
+    assert telegram.enabled
+    assert slack.enabled
+    defaults = load_config(DEFAULT, {"TELEGRAM_BOT_TOKEN": "123:abc"})
+    assert defaults.adapters.telegram is not None
+    assert defaults.adapters.telegram.mode == "polling"
+
+
 def test_telegram_token_enables_telegram() -> None:
     config = load_config(DEFAULT, {"TELEGRAM_BOT_TOKEN": "123:abc"})
 
