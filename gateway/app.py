@@ -1,7 +1,9 @@
 """The gateway process: storage, runtime, adapters, pipeline and HTTP server.
 
-Start order: storage, providers and runtime, pipeline, HTTP server, then one supervisor
-task per adapter. Stop is the reverse, in the order the contract asks: stop taking
+Start order: the port (so a port in use fails at once, before storage or MCP servers
+start), storage, providers and runtime, pipeline, HTTP server, then one supervisor task
+per adapter (an elected one, with replicas, for adapters that must run once) and the
+upkeep tasks. Stop is the reverse, in the order the contract asks: stop taking
 messages, let runs finish for ``shutdown_grace`` seconds then cancel them (each saves
 what it has), let replies in flight land, stop the adapters, the server, the storage.
 """
@@ -104,27 +106,11 @@ class Gateway:
 
     async def start(self) -> None:
         install_redaction(collect_secrets(self.config))
-        # Bound first: a port in use fails at once, before storage or MCP servers start.
         self._listener = bind_listener(self.config.server.host, self.config.server.port)
         await self.storage.open()
-        for name, cfg in self.config.providers.items():
-            source = self.config.notes.key_sources.get(name)
-            self.providers[name] = self._provider_overrides.get(name) or build_provider(
-                name, cfg, api_key_source=source
-            )
-        specs = [agent_spec(name, cfg) for name, cfg in self.config.agents.items()]
-        await self.mcp.start()
-        registry = AgentRegistry(specs, self.providers, self._tools, self.mcp.by_agent)
-        runtime = AgentRuntime(registry, self.storage)
-        self.runtime = runtime
+        runtime = self.runtime = await self._build_runtime()
+        adapters = self._build_adapters(runtime)
         sections = enabled_sections(self.config)
-        adapters: dict[str, Adapter] = {}
-        for name, section in sections.items():
-            adapters[name] = self._adapter_overrides.get(name) or build_adapter(
-                name, section, runtime
-            )
-        for name, adapter in self._adapter_overrides.items():
-            adapters.setdefault(name, adapter)
         self.pipeline = Pipeline(
             runtime,
             adapters,
@@ -147,22 +133,44 @@ class Gateway:
             server.add_routes(adapter.web_routes())
         await server.start(self._listener)
         self.server = server
+        self._start_tasks(self.pipeline, adapters)
+        log.info("gateway started: adapters %s", ", ".join(adapters) or "none")
+
+    async def _build_runtime(self) -> AgentRuntime:
+        for name, cfg in self.config.providers.items():
+            source = self.config.notes.key_sources.get(name)
+            self.providers[name] = self._provider_overrides.get(name) or build_provider(
+                name, cfg, api_key_source=source
+            )
+        specs = [agent_spec(name, cfg) for name, cfg in self.config.agents.items()]
+        await self.mcp.start()
+        registry = AgentRegistry(specs, self.providers, self._tools, self.mcp.by_agent)
+        return AgentRuntime(registry, self.storage)
+
+    def _build_adapters(self, runtime: AgentRuntime) -> dict[str, Adapter]:
+        adapters: dict[str, Adapter] = {}
+        for name, section in enabled_sections(self.config).items():
+            adapters[name] = self._adapter_overrides.get(name) or build_adapter(
+                name, section, runtime
+            )
+        for name, adapter in self._adapter_overrides.items():
+            adapters.setdefault(name, adapter)
+        return adapters
+
+    def _start_tasks(self, pipeline: Pipeline, adapters: Mapping[str, Adapter]) -> None:
         elected = elected_adapters(self.config) if self.cluster.shared else set()
         for name, adapter in adapters.items():
             entry = self.supervised[name] = Supervised(adapter=adapter)
             run = (
-                supervise_elected(entry, self.pipeline, self.cluster)
+                supervise_elected(entry, pipeline, self.cluster)
                 if name in elected
-                else supervise(entry, self.pipeline)
+                else supervise(entry, pipeline)
             )
             self._tasks.append(asyncio.create_task(run, name=f"adapter-{name}"))
-        self._tasks.append(asyncio.create_task(self.pipeline.upkeep.run(), name="maintenance"))
+        self._tasks.append(asyncio.create_task(pipeline.upkeep.run(), name="maintenance"))
         if self.cluster.shared:
             log.info("replica %s shares its storage with other replicas", self.cluster.name)
-            self._tasks.append(
-                asyncio.create_task(self.pipeline.upkeep.replicate(), name="replicas")
-            )
-        log.info("gateway started: adapters %s", ", ".join(adapters) or "none")
+            self._tasks.append(asyncio.create_task(pipeline.upkeep.replicate(), name="replicas"))
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         states = {

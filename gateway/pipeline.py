@@ -70,12 +70,7 @@ class Pipeline:
         self.bindings = list(bindings)
         self.metrics = metrics or Metrics()
         self.delivery = delivery or DeliveryOptions()
-        self.budgets = {
-            name: OutboundBudget(
-                self.metrics, platform=name, edit_interval=self.policies[name].edit_interval
-            )
-            for name in self.adapters
-        }
+        self.budgets = outbound_budgets(self.policies, self.metrics)
         self.commands = CommandHandler(runtime)
         self.renderers: set[asyncio.Task[None]] = set()
         self.approvals = ApprovalPresenter(runtime, self.budgets)
@@ -330,6 +325,16 @@ def title_shown(conv: Conversation, origin: object | None) -> bool:
     if not conv.is_tmp:
         return True
     return isinstance(origin, Origin) and origin.message.platform in SCRATCH_TITLE_SURFACES
+
+
+def outbound_budgets(
+    policies: Mapping[str, AdapterPolicy], metrics: Metrics
+) -> dict[str, OutboundBudget]:
+    """One outbound budget per platform, paced by its policy's edit interval."""
+    return {
+        name: OutboundBudget(metrics, platform=name, edit_interval=policy.edit_interval)
+        for name, policy in policies.items()
+    }
 
 
 def compose_text(message: InboundMessage) -> str:

@@ -203,15 +203,18 @@ class AgentLoop:
             case RetryNotice(attempt=attempt, delay=delay, cause=cause):
                 self._run.emit(ModelRetrying(attempt=attempt, delay=delay, cause=cause))
             case UsageReport():
-                usage = UsageRecord(
-                    model=self._agent.spec.model,
-                    prompt_tokens=event.prompt_tokens,
-                    completion_tokens=event.completion_tokens,
-                    at=time.time(),
-                )
-                self._run.usage.append(usage)
-                self._conv.record_usage(usage)
-                note_prompt_size(self._run, self._agent, self._conv, event.prompt_tokens)
+                self._record_usage(event)
+
+    def _record_usage(self, event: UsageReport) -> None:
+        usage = UsageRecord(
+            model=self._agent.spec.model,
+            prompt_tokens=event.prompt_tokens,
+            completion_tokens=event.completion_tokens,
+            at=time.time(),
+        )
+        self._run.usage.append(usage)
+        self._conv.record_usage(usage)
+        note_prompt_size(self._run, self._agent, self._conv, event.prompt_tokens)
 
     def _open_segment(self, state: _CallState, kind: Literal["text", "thinking"]) -> None:
         if state.open_segment == kind:
