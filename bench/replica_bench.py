@@ -47,7 +47,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.replica_procs import Cpu, database, make_durable
+from bench.replica_procs import Cpu, database
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_api import JSON, SECRET_HEADER, FakeTelegram
 from tests.gateway_procs import ENV_NAMES, START_TIMEOUT, Gateways
@@ -330,12 +330,10 @@ async def one_round(
 
 async def run(args: argparse.Namespace) -> dict[str, dict[str, Result]]:
     """Rounds of the three setups: noise from other work on the machine hits all three."""
-    server = PostgresServer()
+    server = PostgresServer(durable=not args.no_fsync)
     await asyncio.to_thread(server.start)
     rounds: list[dict[str, dict[str, Result]]] = []
     try:
-        if not args.no_fsync:
-            await make_durable(server)
         with tempfile.TemporaryDirectory(prefix="replica-bench-") as name:
             for n in range(1, args.rounds + 1):
                 print(f"round {n}:")

@@ -1,17 +1,17 @@
 """The replica benchmark's processes: its PostgreSQL server and their CPU time.
 
 The test server (``tests.postgres_server``) turns durability off for speed; the benchmark
-restarts it with PostgreSQL's own defaults so the comparison with SQLite is a deployment's.
+starts it with ``durable=True`` (PostgreSQL's own defaults: fsync and synchronous commit
+on), because comparing SQLite (WAL, ``synchronous = NORMAL``: synced at checkpoints) with a
+server that never syncs would flatter PostgreSQL.
 CPU time is read from /proc: the gateways are children of the benchmark, the PostgreSQL
 server is found by its port (its backends are children of the postmaster).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 
 from tests.gateway_procs import Gateways
-from tests.postgres_server import PostgresServer, _run_as, find_bindir
+from tests.postgres_server import PostgresServer
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -85,26 +85,3 @@ async def database(server: PostgresServer, name: str) -> AsyncIterator[str]:
             yield server.url(name)
         finally:
             await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-async def make_durable(server: PostgresServer) -> None:
-    """Restart the server with PostgreSQL's own defaults: fsync and synchronous commit on.
-
-    The test server turns them off for speed; a deployment keeps them on, and comparing
-    SQLite (WAL, ``synchronous = NORMAL``: synced at checkpoints) with a server that never
-    syncs would flatter PostgreSQL.
-    """
-    async with await psycopg.AsyncConnection.connect(server.admin_url, autocommit=True) as admin:
-        row = await (await admin.execute("SHOW data_directory")).fetchone()
-    assert row is not None
-    data = Path(row[0])
-    options = (
-        f"-p {server.port} -k {data.parent} -c listen_addresses=127.0.0.1"
-        " -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
-    )
-    command = [
-        *_run_as(), str(find_bindir() / "pg_ctl"), "-D", str(data),
-        "-l", str(data.parent / "server.log"), "-o", options, "-m", "fast", "-w", "restart",
-    ]  # fmt: skip
-    # pg_ctl -l: the server's output goes to the log, so no pipe of ours stays open.
-    await asyncio.to_thread(subprocess.run, command, check=True, capture_output=True, timeout=120)

@@ -66,7 +66,11 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """``durable=True`` keeps PostgreSQL's own defaults (fsync, synchronous commit, full
+    page writes) for measuring a deployment; the tests turn them off for speed."""
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self._bindir = find_bindir()
         self._prefix = _run_as()
         self._root = Path(tempfile.mkdtemp(prefix="agent-gateway-pg-"))
@@ -89,9 +93,10 @@ class PostgresServer:
             "--encoding=UTF8", "--locale=C", "--no-sync",
         )  # fmt: skip
         self.port = free_port()
+        sync = "on" if self.durable else "off"
         options = (
             f"-p {self.port} -k {self._root} -c listen_addresses=127.0.0.1"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            f" -c fsync={sync} -c synchronous_commit={sync} -c full_page_writes={sync}"
         )
         self._command(
             "pg_ctl", "-D", str(self._data), "-l", str(self._root / "server.log"),
