@@ -40,14 +40,15 @@ ENV_NAMES = (
 )
 
 
-@dataclass(slots=True)
-class Gateways:
-    """`agent-gateway run` children of one test; each one's output goes to its own log."""
+@dataclass(slots=True, kw_only=True)
+class GatewayProcs:
+    """`agent-gateway run` children of one test; each one's output goes to its own log.
+
+    Platform-neutral: the subclasses add the fake platform the gateways talk to."""
 
     directory: Path
     config: Path
     env: dict[str, str]
-    telegram: FakeTelegram
     llm: FakeLLMServer
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
 
@@ -76,6 +77,44 @@ class Gateways:
         found = re.search(r"HTTP server listening on (http://\S+)", log)
         return None if found is None else found[1]
 
+    async def ready(self, n: int) -> None:
+        """Until the ``n``-th gateway answers /readyz with 200 (its adapters are up)."""
+        async with aiohttp.ClientSession() as session:
+            while True:
+                url = self.url(n)
+                if url is not None:
+                    async with session.get(f"{url}/readyz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+
+    async def kill_all(self) -> None:
+        """SIGKILL every gateway still running: a failed test must not leave one behind."""
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    def process_logs(self) -> list[str]:
+        """Each gateway's log, then what the model was asked."""
+        parts = []
+        for n in range(1, len(self.procs) + 1):
+            path = self.directory / f"gateway-{n}.log"
+            parts.append(f"--- gateway {n} ---\n{path.read_text(errors='replace')}")
+        asked = [last_user_text(r.json.get("messages") or []) for r in self.llm.requests]
+        parts.append(f"--- the model was asked: {asked}")
+        return parts
+
+    def logs(self) -> str:
+        return "\n".join(self.process_logs())
+
+
+@dataclass(slots=True, kw_only=True)
+class Gateways(GatewayProcs):
+    """Gateways whose platform is the fake Telegram."""
+
+    telegram: FakeTelegram
+
     async def counters(self, n: int) -> dict[str, float]:
         """The Telegram counters on the /metrics page of the ``n``-th gateway."""
         url = self.url(n)
@@ -94,20 +133,13 @@ class Gateways:
         return counts
 
     def logs(self) -> str:
-        parts = []
-        for n in range(1, len(self.procs) + 1):
-            path = self.directory / f"gateway-{n}.log"
-            parts.append(f"--- gateway {n} ---\n{path.read_text(errors='replace')}")
         calls = [
             f"{c.method} {c.status}" for c in self.telegram.calls() if c.method != "getUpdates"
         ]
-        parts.append(f"--- Telegram saw (getUpdates left out): {calls}")
-        asked = [last_user_text(r.json.get("messages") or []) for r in self.llm.requests]
-        parts.append(f"--- the model was asked: {asked}")
-        return "\n".join(parts)
+        return "\n".join([*self.process_logs(), f"--- Telegram saw (getUpdates left out): {calls}"])
 
 
-async def waited(what: str, gateways: Gateways, awaitable: Any, timeout: float) -> Any:
+async def waited(what: str, gateways: GatewayProcs, awaitable: Any, timeout: float) -> Any:
     """Await with a timeout whose failure carries the gateways' logs."""
     try:
         return await asyncio.wait_for(awaitable, timeout)

@@ -17,7 +17,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
@@ -107,25 +106,10 @@ async def replicas(
         for _ in range(2):
             await running.start()
         for n in (1, 2):
-            await waited("a replica to listen", running, _listening(running, n), START_TIMEOUT)
+            await waited("a replica to listen", running, running.ready(n), START_TIMEOUT)
         yield running
     finally:
-        for proc in running.procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-
-async def _listening(gateways: Gateways, n: int) -> None:
-    """Until the replica answers /readyz with 200 (its Telegram adapter is up)."""
-    async with aiohttp.ClientSession() as session:
-        while True:
-            url = gateways.url(n)
-            if url is not None:
-                async with session.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.05)
+        await running.kill_all()
 
 
 async def post(gateways: Gateways, n: int, chat: int, user: JSON, text: str) -> int:
