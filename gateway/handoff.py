@@ -54,6 +54,12 @@ class Handoff:
         self._enqueue = enqueue
         self.taken = Recent(50_000)
 
+    def accepted_here(self, message_id: str) -> None:
+        """This replica's adapter accepted it: a sweep here must not queue it again.
+        With one process there is no sweep while running, so nothing is remembered."""
+        if self.cluster.shared:
+            self.taken.add(message_id)
+
     def applies_to(self, message: InboundMessage) -> bool:
         return self.cluster.shared and message.platform not in LOCAL_PLATFORMS
 

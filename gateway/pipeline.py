@@ -112,7 +112,7 @@ class Pipeline:
             new = await self.ledger.accept(message)
             accepted.set_result(new)
             if new:
-                self.handoff.taken.add(inbox_id(message))
+                self.handoff.accepted_here(inbox_id(message))
         except Exception as exc:
             # Answer it anyway: a user is better served than a ledger kept perfect.
             log.error(
