@@ -52,6 +52,10 @@ class ReplyMessages:
         self._shown: list[str] = []  # what each sent message shows now (rendered)
         self._markup = True
         self.limit = self._format.limit
+        # Rendering is pure and each chunk is rendered to measure it, then again to send
+        # or compare it: one show renders a chunk once. Cleared per show, so it holds
+        # one reply's chunks at most.
+        self._rendered: dict[tuple[str, bool], str] = {}
 
     def adopt(self, messages: list[tuple[SentMessage, str]]) -> None:
         """Take over messages a native stream left, to edit them from now on."""
@@ -60,6 +64,7 @@ class ReplyMessages:
             self._shown.append(shown)
 
     async def show(self, text: str, *, final: bool) -> None:
+        self._rendered.clear()
         while True:
             chunks = self.split(text)
             if not final and chunks:
@@ -77,8 +82,7 @@ class ReplyMessages:
         return split_message(text, self.limit, self._measure)
 
     def _measure(self, md: str) -> int:
-        fmt, markup = self._format, self._markup
-        return fmt.measure(fmt.render(md, markup=markup), markup=markup)
+        return self._format.measure(self._render(md), markup=self._markup)
 
     def _shrink(self, exc: MessageTooLong, refused: int) -> None:
         # Below the refused chunk's size, so that text is never sent as it was again.
@@ -120,7 +124,12 @@ class ReplyMessages:
         self._metrics.edits.inc(self._adapter.name)
 
     def _render(self, chunk: str, *, markup: bool | None = None) -> str:
-        return self._format.render(chunk, markup=self._markup if markup is None else markup)
+        use_markup = self._markup if markup is None else markup
+        key = (chunk, use_markup)
+        shown = self._rendered.get(key)
+        if shown is None:
+            shown = self._rendered[key] = self._format.render(chunk, markup=use_markup)
+        return shown
 
     async def _send(self, chunk: str) -> tuple[SentMessage, str]:
         """Send a chunk; returns the message and the text it shows."""
