@@ -8,9 +8,10 @@ from html.parser import HTMLParser
 import pytest
 
 from adapters.text.discord_md import to_discord
+from adapters.text.markdown import convert
 from adapters.text.plain import to_plain_text
 from adapters.text.slack_mrkdwn import to_slack_mrkdwn
-from adapters.text.telegram_html import to_telegram_html
+from adapters.text.telegram_html import TelegramRenderer, to_telegram_html
 from tests.fakes.telegram_api import EntityParseError, parse_html
 
 _TELEGRAM_TAGS = {
@@ -281,6 +282,28 @@ def test_conversion_never_lengthens_the_visible_text(seed: int) -> None:
     assert len(parse_html(to_telegram_html(md))[0]) <= len(md)
     # Plain text writes a quote as "> " even where the markdown had ">" alone.
     assert len(to_plain_text(md)) <= len(re.sub(r"(?m)^>(?! )", "> ", md))
+
+
+_PLAIN_PIECES = [
+    "a", "Zé", "日本", "7", " ", "  ", ".", ",", "?", "'", '"', "(", ")", "-", "+", "=",
+    "/", ":", "%", "$", "@", "^", "{", "}", "1. ", "- ", "x.test", "\u00a0", "\t", "\n",
+    "*", "_", "`", "[", "]", "<", ">", "!", "&", "#", "~", "|", "\\", "\x00",
+]  # fmt: skip
+
+
+def test_plain_text_shortcut_renders_as_the_parse_does() -> None:
+    # Text with nothing markdown acts on skips the parse: for any text the result must
+    # be the full conversion's, including texts one character away from plain.
+    rng = random.Random(11)
+    unchanged = 0
+    for _ in range(3000):
+        md = rng.choice("aZé") + "".join(
+            rng.choice(_PLAIN_PIECES) for _ in range(rng.randint(0, 12))
+        )
+        html_text = to_telegram_html(md)
+        assert html_text == convert(md, TelegramRenderer()), repr(md)
+        unchanged += html_text == md
+    assert unchanged > 300  # the shortcut's kind of text was well represented
 
 
 def test_every_streaming_prefix_gives_valid_markup() -> None:

@@ -15,6 +15,9 @@ _SCHEMES = ("http://", "https://", "mailto:", "tg://")  # Telegram rejects other
 _TAGS: dict[Kind, str] = {"bold": "b", "italic": "i", "strike": "s"}
 _LANGUAGE = re.compile(r"[\w#+.-]+")
 _TAG = re.compile(r"<[^>]*>")
+# One line that opens with a letter and holds none of the characters markdown (or HTML
+# escaping) acts on: no construct can start in it, so it renders as itself.
+_PLAIN = re.compile(r"[^\W\d_][^\s\\`*_\[\]<>!&#~|\x00]*(?: +[^\s\\`*_\[\]<>!&#~|\x00]+)*")
 
 
 def _escape(text: str) -> str:
@@ -55,6 +58,8 @@ class TelegramRenderer:
 
 def to_telegram_html(md: str) -> str:
     """Telegram HTML: always balanced, only tags Telegram supports."""
+    if _PLAIN.fullmatch(md):
+        return md  # what the parse would give, without it (the costly part of a short reply)
     return convert(md, TelegramRenderer())
 
 
