@@ -40,6 +40,7 @@ from runtime.storage.codec import (
     session_values,
 )
 from runtime.storage.dialect import Dialect, Row, SqlConn, capital
+from runtime.storage.group_settle import GroupSettle
 
 
 class SqlStore(ABC):
@@ -49,6 +50,7 @@ class SqlStore(ABC):
 
     def __init__(self, *, clock: Callable[[], float]) -> None:
         self._clock = clock
+        self._settles = GroupSettle(self._write_settle)
 
     @abstractmethod
     def _use(
@@ -288,6 +290,10 @@ class SqlStore(ABC):
 
     async def settle_inbound(self, ids: Sequence[str], state: InboxState) -> None:
         check_settled_state(state)
+        if ids:
+            await self._settles.settle(ids, state)
+
+    async def _write_settle(self, ids: list[str], state: InboxState) -> None:
         async with self._use("settle inbound messages") as conn:
             await self._settle(conn, ids, state)
 
