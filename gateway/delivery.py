@@ -238,16 +238,14 @@ class ReplyRenderer:
         while True:
             await self._dirty.wait()
             if self._text_ended and not self._first_shown():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._ended.wait(), FINISH_GRACE)
+                await _wait(self._ended, FINISH_GRACE)
             if not self._done and self._first_shown():
                 # Pace first, build the text after: the edit carries everything that
                 # arrived meanwhile instead of a stale copy followed by a catch-up edit.
                 # The run's end cuts the wait short: the final text is not an edit to pace.
                 wait = self._budget.edit_wait(self._key)
                 if wait > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._ended.wait(), wait)
+                    await _wait(self._ended, wait)
             self._dirty.clear()
             final = self._done
             if self._seal_pending:
@@ -332,10 +330,8 @@ class ReplyRenderer:
 
     async def _typing_loop(self) -> None:
         delay = 0.0 if self._adapter.name in IMMEDIATE_TYPING else self._options.typing_delay
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._visible.wait(), delay)
-                return  # text is on screen: the indicator would say nothing new
+        if delay > 0 and await _wait(self._visible, delay):
+            return  # text is on screen: the indicator would say nothing new
         while True:
             await self._budget.call(self._key, "typing", self._typing_on)
             await asyncio.sleep(self._options.typing_interval)
@@ -354,3 +350,13 @@ class ReplyRenderer:
             await self._adapter.typing(self._target, False)
         except DeliveryError as exc:
             log.debug("clearing the typing indicator failed in %s: %s", self._key, exc)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Whether ``event`` was set within ``timeout`` seconds. A deadline on the current
+    task, not ``wait_for``'s extra task: every reply waits this way two or three times."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+        return True
+    return False
