@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 10.0
 """Seconds a lease lasts without renewal: how long a dead replica's work waits."""
 RENEW_EVERY = 2.5
-SWEEP_EVERY = 2.0
+"""Seconds between lease renewals, and between sweeps for unanswered messages."""
 IDLE_RELEASE = 600.0
 """Seconds after its last use a conversation's lease is given back."""
 WAKE_CHANNEL = "agent_gateway_inbox"
@@ -97,29 +97,42 @@ class Cluster:
         busy: Callable[[str], bool],
         sweep: Callable[[], Awaitable[None]],
     ) -> None:
-        """Renew what is in use, give back what went idle, sweep for orphans."""
+        """Every ``RENEW_EVERY`` seconds: renew what is in use, give back what went idle,
+        and sweep for orphans. A failed round (the database away for a moment) is
+        logged and the next one tries again: leases are lost only if it stays away."""
         if self.storage is None:
             return
-        last_sweep = 0.0
+        failures = 0
         while True:
-            now = time.monotonic()
-            for key, used in list(self._held.items()):
-                if busy(key):
-                    self._held[key] = now
-                elif now - used > IDLE_RELEASE:
-                    del self._held[key]
-                    await self.storage.release_lease(key, self.name)
-            kept = set(await self.storage.renew_leases(self.name, LEASE_TTL))
-            for key in [k for k in self._held if k not in kept]:
-                log.warning("replica %s lost its lease on %s", self.name, key)
-                del self._held[key]
-            if now - last_sweep >= SWEEP_EVERY:
-                last_sweep = now
-                try:
-                    await sweep()
-                except Exception:
-                    log.exception("sweeping for unanswered messages failed")
+            try:
+                await self._renew(busy)
+                await sweep()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning(
+                    "replica %s could not keep its leases (%s: %s); retrying in %.1fs (attempt %d)",
+                    self.name,
+                    type(exc).__name__,
+                    exc,
+                    RENEW_EVERY,
+                    failures,
+                )
             await asyncio.sleep(RENEW_EVERY)
+
+    async def _renew(self, busy: Callable[[str], bool]) -> None:
+        assert self.storage is not None
+        now = time.monotonic()
+        for key, used in list(self._held.items()):
+            if busy(key):
+                self._held[key] = now
+            elif now - used > IDLE_RELEASE:
+                del self._held[key]
+                await self.storage.release_lease(key, self.name)
+        kept = set(await self.storage.renew_leases(self.name, LEASE_TTL))
+        for key in [k for k in self._held if k not in kept]:
+            log.warning("replica %s lost its lease on %s", self.name, key)
+            del self._held[key]
 
     async def close(self) -> None:
         if self._unlisten is not None:

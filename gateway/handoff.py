@@ -5,8 +5,10 @@ conversation's lease answers; any other leaves the message in the durable inbox 
 the owner. A woken owner queues the message in the same lane (``on_wake``), after what it
 already has. ``sweep`` (every few seconds, on every replica) takes the leases of lanes
 whose unanswered messages nobody owns any more, a dead replica's for instance, and queues
-those messages, oldest first. ``taken`` remembers what this replica queued, so a message
-is never queued twice here however it arrives (its own adapter, a wake-up, a sweep).
+those messages, oldest first; in lanes it owns already, it queues what was handed over
+without reaching it (a lost wake-up), so a wake-up is only ever a shortcut. ``taken``
+remembers what this replica queued, so a message is never queued twice here however it
+arrives (its own adapter, a wake-up, a sweep).
 """
 
 from __future__ import annotations
@@ -120,8 +122,10 @@ class Handoff:
         if not self.cluster.shared:
             return True
         key = lease_key(lane)
-        if self.cluster.holds(key) or await self.cluster.claim(key) == "elsewhere":
-            return False  # ours and in hand, or a live replica's
+        if self.cluster.holds(key):
+            return True  # ours: what reached us without a wake-up (a lost NOTIFY)
+        if await self.cluster.claim(key) == "elsewhere":
+            return False  # a live replica's
         log.info("took over %s with %d unanswered message(s)", lane, waiting)
         self._runtime.router.reload_sender(scope)
         return True

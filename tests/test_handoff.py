@@ -69,6 +69,29 @@ async def test_the_owner_is_woken_and_steers_what_another_replica_accepted(
         assert b.adapter.chat("dm42") == []
 
 
+async def test_a_lost_wake_up_is_made_good_by_the_owners_sweep(storage: SqliteStorage) -> None:
+    owner, other = Cluster(storage, name="owner"), Cluster(storage, name="other")
+    async with rig(storage=storage, cluster=owner) as a, rig(storage=storage, cluster=other) as b:
+        gate = Gate()  # the owner never listens: the wake-up goes nowhere
+        a.provider.script(gate, Text("first"))
+        a.provider.script(Text("second"))
+        await a.adapter.deliver(dm("one"))
+        await asyncio.wait_for(gate.reached.wait(), 5)
+        steered = dm("two")
+        await b.adapter.deliver(steered)
+        await wait_for(lambda: not b.pipeline.lanes)
+        assert (steered.message_id, "\N{EYES}") not in a.adapter.reactions
+        await a.pipeline.handoff.sweep(RECOVERY_WINDOW, grace=0)
+        await a.adapter.wait_for(lambda: (steered.message_id, "\N{EYES}") in a.adapter.reactions)
+        gate.release()
+        await a.adapter.wait_for(lambda: "second" in a.adapter.chat("dm42"))
+        # Nothing is queued twice: a second sweep finds it taken.
+        await a.pipeline.handoff.sweep(RECOVERY_WINDOW, grace=0)
+        await wait_for(lambda: not a.runtime.active_runs() and not a.pipeline.lanes)
+        assert len(a.provider.requests) == 2
+        assert b.provider.requests == []
+
+
 async def test_a_message_handed_to_a_dead_owner_is_taken_over_once_its_lease_lapses(
     storage: SqliteStorage, clock: Clock
 ) -> None:
