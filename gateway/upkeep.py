@@ -88,7 +88,10 @@ class Upkeep:
 
     async def replicate(self) -> None:
         cluster = self._handoff.cluster
-        await cluster.listen(self._handoff.on_wake)
+        try:
+            await cluster.listen(self._handoff.on_wake)
+        except Exception as exc:  # the sweep still finds what is handed over, later
+            log.warning("no wake-ups from other replicas (%s); relying on the sweep", exc)
         await cluster.maintain(self._lease_in_use, lambda: self._sweep(RECOVERY_WINDOW))
 
     def _lease_in_use(self, key: str) -> bool:
