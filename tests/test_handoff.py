@@ -17,6 +17,7 @@ from gateway.cluster import LEASE_TTL, Cluster
 from gateway.ledger import inbox_id
 from gateway.upkeep import RECOVERY_WINDOW
 from runtime.history import UserEntry
+from runtime.providers.base import ModelRequest
 from runtime.storage.sqlite import SqliteStorage
 from tests.fakes.scripted_provider import Gate, Text
 from tests.pipeline_helpers import dm, rig
@@ -46,6 +47,16 @@ async def storage(tmp_path: Path, clock: Clock) -> AsyncIterator[SqliteStorage]:
 
 async def states(storage: SqliteStorage, *ids: str) -> list[str]:
     return [r.state for r in await storage.get_inbound(list(ids))]
+
+
+def first_seen(requests: list[ModelRequest]) -> list[str]:
+    """The user texts the model was sent, each at the first request that carried it."""
+    seen: list[str] = []
+    for request in requests:
+        users = [m.text for m in request.messages if isinstance(m, UserEntry)]
+        assert users[: len(seen)] == seen, "a request lost or reordered earlier messages"
+        seen = users
+    return seen
 
 
 async def test_the_owner_is_woken_and_steers_what_another_replica_accepted(
@@ -119,12 +130,9 @@ async def test_a_message_handed_to_a_dead_owner_is_taken_over_once_its_lease_lap
         await b.pipeline.handoff.sweep(RECOVERY_WINDOW, grace=0)
         await b.adapter.wait_for(lambda: len(b.adapter.chat("dm42")) >= 1)
         await wait_for(lambda: not b.runtime.active_runs() and not b.pipeline.lanes)
-        # Each message started or joined exactly one model call on b, in order.
-        newest = [
-            [m for m in r.messages if isinstance(m, UserEntry)][-1].text
-            for r in b.provider.requests
-        ]
-        assert newest == ["one", "two"]
+        # Each message reached the model on b once, in order (the second either steered
+        # into the first's call or started the next one).
+        assert first_seen(b.provider.requests) == ["one", "two"]
         assert await states(storage, inbox_id(first), inbox_id(second)) == ["answered"] * 2
         # A second sweep finds nothing: nothing is answered twice.
         await b.pipeline.handoff.sweep(RECOVERY_WINDOW, grace=0)

@@ -231,8 +231,12 @@ async def test_forum_topic_is_a_shared_conversation_renamed_after_the_first_exch
         # Typing at once, to see where it goes (by default only after ~1 s of nothing).
         assert r.gateway.pipeline is not None
         r.gateway.pipeline.delivery = DeliveryOptions(typing_delay=0.0)
+        gate = Gate()  # the reply waits until the typing indicator is shown
+        r.provider.script(gate, Text("ok"))
         fake.user_sends(chat, alice, "not for the bot", thread_id=thread)
         fake.user_sends(chat, alice, f"{BOT} first question", thread_id=thread)
+        await fake.wait_for(lambda: bool(fake.transcript(chat).actions))
+        gate.release()
         await fake.wait_for(lambda: texts(fake, chat) == ["ok"])
         reply = fake.sent_messages(chat)[0]
         assert reply.thread_id == thread

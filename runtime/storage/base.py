@@ -1,6 +1,6 @@
 """The storage seam: what the runtime needs from a store.
 
-SQLite (aiosqlite, ``runtime.storage.sqlite``) is the default; PostgreSQL
+SQLite (``runtime.storage.sqlite``) is the default; PostgreSQL
 (``runtime.storage.postgres``) is the same protocol for several replicas. Writes happen at
 run boundaries: everything a run produced goes through ``commit_run`` in one transaction.
 The durable inbox records each inbound message when it is accepted (it is also the

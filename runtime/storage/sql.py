@@ -87,6 +87,11 @@ class SqlStore(ABC):
         async with self._use(action) as conn:
             return await conn.fetch(sql, params)
 
+    async def _fetch_log(self, action: str, sql: str, *params: object) -> list[Row]:
+        """A read whose size grows with the data (a whole conversation log); a backend
+        that runs statements on the event loop runs this one elsewhere."""
+        return await self._fetch(action, sql, *params)
+
     async def _scalar(self, action: str, sql: str, *params: object) -> Any:
         rows = await self._fetch(action, sql, *params)
         return rows[0][0] if rows else None
@@ -165,7 +170,7 @@ class SqlStore(ABC):
 
     async def load_entries(self, session_id: str) -> list[StoredEntry]:
         """The whole stored log of a session, compaction markers included."""
-        rows = await self._fetch(
+        rows = await self._fetch_log(
             "load entries",
             "SELECT e.seq, e.data, a.entries FROM entries AS e"
             " LEFT JOIN archives AS a"

@@ -1,11 +1,21 @@
-"""SQLite storage: one aiosqlite connection on one WAL file.
+"""SQLite storage: one connection on one WAL file, its statements run on the event loop.
 
-aiosqlite runs every statement of the connection on one worker thread, in order. An
-asyncio lock makes each public call a unit on top of that: a run's commit is never
-interleaved with another call's statements, so a reader never sees half a run and a
-single-statement write never lands inside (and dies with) another call's transaction.
-Writes of a run go through ``commit_run`` in one ``BEGIN IMMEDIATE`` transaction; a crash
-loses at most the transaction in flight.
+A statement here takes tens of microseconds (a WAL append, no fsync with ``synchronous =
+NORMAL``): less than handing it to a worker thread and back, which cost aiosqlite ~0.15 ms
+and a GIL hand-off per statement, about a quarter of a message's time through the
+gateway. So statements run inline, and only what could stall the loop leaves it:
+- a lock another process holds (``BEGIN IMMEDIATE`` while a CLI writes) is never waited
+  for inside SQLite (``busy_timeout = 0``); the store retries with ``asyncio.sleep``
+  until ``busy_timeout`` runs out;
+- WAL checkpoints (the fsyncs) run on a second connection in a thread
+  (``_Checkpoints``); the connection's own auto-checkpoint is off;
+- reads that grow with the data (a whole conversation log) run in a thread
+  (``_fetch_log``), the connection still held by the store's lock.
+An asyncio lock makes each public call a unit: a run's commit is never interleaved with
+another call's statements, so a reader never sees half a run and a single-statement
+write never lands inside (and dies with) another call's transaction. Writes of a run go
+through ``commit_run`` in one ``BEGIN IMMEDIATE`` transaction; a crash loses at most the
+transaction in flight.
 """
 
 from __future__ import annotations
@@ -19,9 +29,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import TypeVar
 
 from runtime.errors import StorageError
 from runtime.storage.base import NotifyCallback, Unlisten
@@ -67,10 +75,11 @@ class SqliteStorage(SqlStore):
     ) -> None:
         super().__init__(clock=clock)
         self._path = os.fspath(path)
-        self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._db: aiosqlite.Connection | None = None
+        self._busy = _Busy(busy_timeout)
+        self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._channels = LocalChannels()
+        self._checkpoints = _Checkpoints(self._path) if self._path not in ("", _MEMORY) else None
 
     @property
     def path(self) -> str:
@@ -95,14 +104,35 @@ class SqliteStorage(SqlStore):
                 if self._path not in ("", _MEMORY):
                     parent = Path(self._path).parent
                     await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
-                db = await aiosqlite.connect(self._path, isolation_level=None)
+                db = await asyncio.to_thread(self._connect)
                 try:
-                    await self._prepare(db)
+                    # BEGIN IMMEDIATE takes the write lock before the version is read.
+                    await migrate(lambda: _transaction(_Conn(db, self._busy)), _VERSION, self.label)
                 except BaseException:
-                    await db.close()
+                    await asyncio.to_thread(db.close)
                     raise
             self._db = db
             _log.debug("storage open at %s (schema version %d)", self._path, LATEST_VERSION)
+
+    def _connect(self) -> sqlite3.Connection:
+        """The connection, set up (in a thread: switching to WAL may wait for a lock)."""
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy.timeout * 1000)}")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal" and self._path != _MEMORY:
+                _log.warning("storage file %s refused WAL mode (journal_mode=%s)", self._path, mode)
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            if self._checkpoints is not None:
+                db.execute("PRAGMA wal_autocheckpoint = 0")  # _Checkpoints does it off the loop
+            db.create_function(_CLOCK_FUNCTION, 0, self._clock)
+            # From here on a statement never waits inside SQLite: _Busy waits on the loop.
+            db.execute("PRAGMA busy_timeout = 0")
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     async def close(self) -> None:
         """Close the connection after any call in progress; closing twice is a no-op."""
@@ -112,19 +142,10 @@ class SqliteStorage(SqlStore):
                 return
             self._channels.clear()
             with self._errors("close"):
-                await db.close()
-
-    async def _prepare(self, db: aiosqlite.Connection) -> None:
-        # busy_timeout first: switching to WAL needs a lock another process may hold.
-        await db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        mode = await _scalar(db, "PRAGMA journal_mode = WAL")
-        if mode != "wal" and self._path != _MEMORY:
-            _log.warning("storage file %s refused WAL mode (journal_mode=%s)", self._path, mode)
-        await db.execute("PRAGMA synchronous = NORMAL")
-        await db.execute("PRAGMA foreign_keys = ON")
-        await db.create_function(_CLOCK_FUNCTION, 0, self._clock)
-        # BEGIN IMMEDIATE takes the write lock before the version is read.
-        await migrate(lambda: _transaction(db), _VERSION, self.label)
+                if self._checkpoints is not None:
+                    await self._checkpoints.close()
+                # The last connection to close checkpoints the WAL: in a thread.
+                await asyncio.to_thread(db.close)
 
     # -- the one place sqlite errors become StorageError --------------------------------
 
@@ -148,11 +169,18 @@ class SqliteStorage(SqlStore):
             if db is None:
                 raise self._not_open(action)
             with self._errors(action):
+                conn = _Conn(db, self._busy)
                 if not transaction:
-                    yield _Conn(db)
-                    return
-                async with _transaction(db) as conn:
                     yield conn
+                else:
+                    async with _transaction(conn) as conn:
+                        yield conn
+            if self._checkpoints is not None and conn.wrote:
+                self._checkpoints.wrote(conn.wrote)
+
+    async def _fetch_log(self, action: str, sql: str, *params: object) -> list[Row]:
+        async with self._use(action) as conn:
+            return await conn.fetch_in_thread(sql, params)
 
     # -- notifications: one process owns every listener -----------------------------------
 
@@ -165,20 +193,46 @@ class SqliteStorage(SqlStore):
             return self._channels.listen(channel, callback)
 
 
-@contextlib.asynccontextmanager
-async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[_Conn]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation.
+_T = TypeVar("_T")
 
-    The rollback is queued on the connection's worker thread behind every statement
-    already sent, so it also undoes a statement whose await was cancelled.
-    """
-    await db.execute("BEGIN IMMEDIATE")
+
+class _Busy:
+    """Waiting out another process's lock on the loop, up to ``timeout`` seconds."""
+
+    FIRST_PAUSE = 0.001
+    LONGEST_PAUSE = 0.05
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    async def call(self, statement: Callable[[], _T]) -> _T:
+        deadline: float | None = None
+        pause = self.FIRST_PAUSE
+        while True:
+            try:
+                return statement()
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                now = time.monotonic()
+                deadline = now + self.timeout if deadline is None else deadline
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, self.LONGEST_PAUSE)
+
+
+@contextlib.asynccontextmanager
+async def _transaction(conn: _Conn) -> AsyncIterator[_Conn]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation (statements
+    run inline, so a cancellation lands between them, never inside one)."""
+    await conn.run("BEGIN IMMEDIATE")
     try:
-        yield _Conn(db)
-        await db.execute("COMMIT")
+        yield conn
+        await conn.run("COMMIT")
     except BaseException:
         try:
-            await db.rollback()
+            conn.rollback()
         except sqlite3.Error:
             _log.warning("storage rollback failed", exc_info=True)
         raise
@@ -187,28 +241,85 @@ async def _transaction(db: aiosqlite.Connection) -> AsyncIterator[_Conn]:
 class _Conn:
     """The ``SqlConn`` of the store's one connection (under the store's lock)."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, busy: _Busy) -> None:
         self._db = db
+        self._busy = busy
+        self.wrote = 0  # changed rows, for the checkpointer
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        return [tuple(row) for row in await self._db.execute_fetchall(sql, params)]
+        return await self._busy.call(lambda: self._rows(sql, params))
+
+    async def fetch_in_thread(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        # Shielded: the statement keeps the connection until it ends, even when the
+        # caller is cancelled, so the store's lock is never released under it.
+        work = asyncio.ensure_future(asyncio.to_thread(self._rows, sql, params))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait({work})
+            raise
+
+    def _rows(self, sql: str, params: Sequence[object]) -> list[Row]:
+        return [tuple(row) for row in self._db.execute(sql, params).fetchall()]
 
     async def run(self, sql: str, params: Sequence[object] = ()) -> int:
-        # One trip to the connection's thread instead of two (execute, then closing the
-        # cursor): the store's lock makes this the only statement on the connection, so
-        # the change in its running total is this statement's count (the schema has no
-        # triggers, whose changes the total would also count).
-        before = self._db.total_changes
-        await self._db.execute_fetchall(sql, params)
-        return self._db.total_changes - before
+        def statement() -> int:
+            cursor = self._db.execute(sql, params)
+            try:
+                return max(cursor.rowcount, 0)
+            finally:
+                cursor.close()
+
+        changed = await self._busy.call(statement)
+        self.wrote += changed
+        return changed
 
     async def run_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        await self._db.executemany(sql, rows)
+        await self._busy.call(lambda: self._db.executemany(sql, rows).close())
+        self.wrote += len(rows)
+
+    def rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
 
-async def _scalar(db: aiosqlite.Connection, sql: str) -> Any:
-    rows = list(await db.execute_fetchall(sql))
-    return rows[0][0] if rows else None
+class _Checkpoints:
+    """WAL checkpoints on a second connection in a thread, every ``EVERY`` changed rows:
+    the fsyncs of WAL mode never run on the event loop. A failed one is logged and the
+    next one catches up (a PASSIVE checkpoint copies what it can without waiting)."""
+
+    EVERY = 500
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._pending = 0
+        self._task: asyncio.Task[None] | None = None
+        self._db: sqlite3.Connection | None = None
+
+    def wrote(self, rows: int) -> None:
+        self._pending += rows
+        if self._pending < self.EVERY or (self._task is not None and not self._task.done()):
+            return
+        self._pending = 0
+        self._task = asyncio.create_task(self._checkpoint(), name="sqlite-checkpoint")
+
+    async def _checkpoint(self) -> None:
+        try:
+            await asyncio.to_thread(self._checkpoint_now)
+        except (sqlite3.Error, OSError) as exc:
+            _log.warning("checkpointing the storage file %s failed: %s", self._path, exc)
+
+    def _checkpoint_now(self) -> None:
+        if self._db is None:
+            self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.wait({self._task})
+        db, self._db = self._db, None
+        if db is not None:
+            await asyncio.to_thread(db.close)
 
 
 def _open_failure(path: str, exc: BaseException) -> str:
