@@ -1,8 +1,9 @@
 """Approval in the chat, the gateway side: runtime events to buttons, presses to decisions.
 
-``watch`` follows one run (a task per run, owned here): each ``ApprovalRequested`` is
-posted through the adapter's ``ask_approval`` (through the chat's budget), and each
-``ApprovalResolved`` settles that message with the outcome. A chat whose adapter cannot
+``watch`` listens to one run's events (no task until there is something to post): each
+``ApprovalRequested`` is posted through the adapter's ``ask_approval`` (through the
+chat's budget), and each ``ApprovalResolved`` settles that message with the outcome,
+once its question has been posted. A chat whose adapter cannot
 show buttons gets the question as text and an immediate denial, so a run never waits
 on a question nobody can answer. ``decide`` maps a press to ``AgentRuntime.decide``,
 with the speaker id spelled as the pipeline spells it (``platform:user_id``).
@@ -12,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 from adapters.approval import ApprovalCapable, ApprovalDecision, ApprovalPrompt
 from adapters.base import Adapter, ChatTarget, SentMessage
 from adapters.errors import DeliveryError
 from gateway.budget import OutboundBudget
 from runtime.agent_runtime import AgentRuntime
-from runtime.events import ApprovalRequested, ApprovalResolved
+from runtime.events import ApprovalRequested, ApprovalResolved, RunEvent
 from runtime.run import Run
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ANSWERS = {
     "approved": "Approved.",
@@ -47,31 +50,56 @@ class ApprovalPresenter:
     def __init__(self, runtime: AgentRuntime, budgets: Mapping[str, OutboundBudget]) -> None:
         self._runtime = runtime
         self._budgets = budgets
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         self._deciders: dict[str, str] = {}  # request id -> display name of who decided
 
     def watch(self, run: Run, adapter: Adapter, target: ChatTarget) -> None:
-        task = asyncio.create_task(self._follow(run, adapter, target), name="approvals")
+        asked: dict[str, tuple[asyncio.Task[SentMessage | None], str]] = {}
+
+        def on_event(event: RunEvent) -> None:
+            if isinstance(event, ApprovalRequested):
+                request = event.request
+                question = self._spawn(self._ask(adapter, target, request.id, request.prompt()))
+                asked[request.id] = (question, request.tool)
+            elif isinstance(event, ApprovalResolved) and event.request_id in asked:
+                question, tool = asked.pop(event.request_id)
+                self._spawn(self._resolve(adapter, target, question, tool, event))
+
+        run.listen(on_event)
+
+    def _spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        task = asyncio.create_task(work, name="approvals")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
-    async def _follow(self, run: Run, adapter: Adapter, target: ChatTarget) -> None:
-        asked: dict[str, tuple[SentMessage | None, str]] = {}
-        async for event in run.events():
-            try:
-                if isinstance(event, ApprovalRequested):
-                    request = event.request
-                    sent = await self._ask(adapter, target, request.id, request.prompt())
-                    asked[request.id] = (sent, request.tool)
-                elif isinstance(event, ApprovalResolved) and event.request_id in asked:
-                    sent, tool = asked.pop(event.request_id)
-                    if sent is not None:
-                        name = self._deciders.pop(event.request_id, None)
-                        await self._settle(adapter, sent, outcome_text(event, tool, name))
-            except DeliveryError as exc:
-                log.warning("approval message in %s failed: %s", target.budget_key, exc)
+    async def _resolve(
+        self,
+        adapter: Adapter,
+        target: ChatTarget,
+        question: asyncio.Task[SentMessage | None],
+        tool: str,
+        event: ApprovalResolved,
+    ) -> None:
+        name = self._deciders.pop(event.request_id, None)
+        sent = await question
+        if sent is None:
+            return
+        try:
+            await self._settle(adapter, sent, outcome_text(event, tool, name))
+        except DeliveryError as exc:
+            log.warning("approval message in %s failed: %s", target.budget_key, exc)
 
     async def _ask(
+        self, adapter: Adapter, target: ChatTarget, request_id: str, text: str
+    ) -> SentMessage | None:
+        try:
+            return await self._post(adapter, target, request_id, text)
+        except DeliveryError as exc:
+            log.warning("approval message in %s failed: %s", target.budget_key, exc)
+            return None
+
+    async def _post(
         self, adapter: Adapter, target: ChatTarget, request_id: str, text: str
     ) -> SentMessage | None:
         budget = self._budgets[target.platform]

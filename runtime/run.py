@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Literal
 
 from runtime.events import Done, RunEvent
@@ -36,6 +36,7 @@ class Run:
         self.task: asyncio.Task[None] | None = None
         self._events: list[RunEvent] = []
         self._subscribers: list[asyncio.Queue[RunEvent]] = []
+        self._listeners: list[Callable[[RunEvent], None]] = []
         self._done: Done | None = None
         self._finished = asyncio.Event()
 
@@ -53,10 +54,21 @@ class Run:
         self._events.append(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
+        for listener in self._listeners:
+            listener(event)
         if isinstance(event, Done):
             self._done = event
             self._subscribers.clear()
+            self._listeners.clear()
             self._finished.set()
+
+    def listen(self, listener: Callable[[RunEvent], None]) -> None:
+        """Call ``listener`` with every event, past ones first, as it is emitted: for a
+        watcher that acts on a few kinds of event, without a task and a queue of all."""
+        for event in self._events:
+            listener(event)
+        if self._done is None:
+            self._listeners.append(listener)
 
     async def events(self) -> AsyncIterator[RunEvent]:
         """Every event of the run, past and future, ending with ``Done``."""
