@@ -113,6 +113,55 @@ async def test_locked_database_becomes_storage_error(tmp_path: Path) -> None:
         assert await store.load_entries("s1") == turn(1)
 
 
+async def test_a_lock_held_elsewhere_is_waited_out_while_the_loop_runs_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "g.db"
+    async with opened(path, busy_timeout=TIMEOUT) as store:
+        async with aiosqlite.connect(path, isolation_level=None) as other:
+            await other.execute("BEGIN IMMEDIATE")
+            commit = asyncio.create_task(
+                store.commit_run(RunCommit(session=session(), entries=turn(1)))
+            )
+            ticks = 0
+            # The commit waits for the lock on the loop, not inside SQLite: other tasks
+            # keep running meanwhile (a loop blocked in SQLite would never tick).
+            async with asyncio.timeout(TIMEOUT):
+                while ticks < 20:
+                    await asyncio.sleep(0.001)
+                    ticks += 1
+            assert not commit.done()
+            await other.execute("ROLLBACK")
+            await asyncio.wait_for(commit, TIMEOUT)
+        assert await store.load_entries("s1") == turn(1)
+
+
+async def test_the_wal_is_checkpointed_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runtime.storage.sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module._Checkpoints, "EVERY", 10)
+    path = tmp_path / "g.db"
+    async with opened(path) as store:
+        # Everything so far (the schema too) is in the WAL: the file itself has no pages.
+        before = path.stat().st_size
+        for n in range(12):
+            await store.accept_inbound([inbox_record(n)])
+        checkpoints = store._checkpoints
+        assert checkpoints is not None
+        assert checkpoints._task is not None
+        await asyncio.wait_for(checkpoints._task, TIMEOUT)
+        assert path.stat().st_size > before  # the checkpoint copied pages into the file
+        assert len(await store.unanswered_inbound()) == 12
+
+
+def inbox_record(n: int) -> InboxRecord:
+    return InboxRecord(
+        id=f"telegram:{n}", platform="telegram", payload="{}", state="accepted", accepted_at=n
+    )
+
+
 async def test_memory_database_works() -> None:
     async with opened(":memory:") as store:
         await store.commit_run(RunCommit(session=session(), entries=turn(1)))
