@@ -74,6 +74,11 @@ class OutboundBudget:
         self.concurrency = concurrency or CONCURRENCY.get(platform, DEFAULT_CONCURRENCY)
         self._slots = asyncio.Semaphore(self.concurrency)
 
+    @property
+    def crowded(self) -> bool:
+        """Every slot of the platform is in use: calls are queueing for one."""
+        return self._slots.locked()
+
     def _chat(self, key: str) -> _Chat:
         chat = self._chats.get(key)
         if chat is None:

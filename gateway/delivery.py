@@ -73,6 +73,11 @@ FLUSH_BACKOFF = Backoff(base=0.25, cap=2.0)  # a failed edit is retried this way
 # preview (a draft or a first send) followed at once by the final message. Under load
 # the save takes longer, and the call saved matters most then.
 FINISH_GRACE = 0.25
+# Under load (the platform's outbound slots all taken) a preview (a draft or a first
+# send the final text will replace) costs a call the other chats' final messages need:
+# it is held until the run ends, for at most this long after the reply began (the
+# moment typing would show anyway). A quiet platform shows the preview at once.
+PREVIEW_HOLD = 1.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -121,6 +126,7 @@ class ReplyRenderer:
         self.first_visible_at: float | None = None
         self._visible = asyncio.Event()
         self._typing_shown = False
+        self._began = time.monotonic()
 
     @property
     def messages(self) -> list[SentMessage]:
@@ -239,6 +245,8 @@ class ReplyRenderer:
             await self._dirty.wait()
             if self._text_ended and not self._first_shown():
                 await _wait(self._ended, FINISH_GRACE)
+            elif not self._done and not self._first_shown() and self._budget.crowded:
+                await _wait(self._ended, self._began + PREVIEW_HOLD - time.monotonic())
             if not self._done and self._first_shown():
                 # Pace first, build the text after: the edit carries everything that
                 # arrived meanwhile instead of a stale copy followed by a catch-up edit.

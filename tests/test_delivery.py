@@ -20,6 +20,7 @@ from gateway.reply_messages import RETIRED, UNDELIVERED
 from runtime.errors import ProviderStreamError
 from tests.fakes.scripted_provider import Call, Fail, Gate, ScriptedProvider, Text
 from tests.pipeline_helpers import Rig, dm, rig
+from tests.runtime_helpers import wait_for
 
 INTERVAL = 0.2
 
@@ -263,3 +264,30 @@ async def test_typing_shows_only_when_nothing_is_visible_after_the_delay() -> No
         gate.release()
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["late"])
         await r.adapter.wait_for(lambda: r.adapter.typing_calls[-1][2] is False)
+
+
+async def test_under_load_a_preview_is_held_so_the_reply_costs_one_send() -> None:
+    async with rig() as r:
+        budget = r.pipeline.budgets["mem"]
+        release = asyncio.Event()
+
+        async def in_flight() -> None:
+            await release.wait()
+
+        # Other chats' calls hold every slot of the platform.
+        others = [
+            asyncio.create_task(budget.call(f"other{i}", "send", in_flight))
+            for i in range(budget.concurrency)
+        ]
+        await wait_for(lambda: budget.crowded)
+        gate = Gate()
+        r.provider.script(Text("start"), gate, Text(" finish"))
+        await r.adapter.deliver(dm("go"))
+        await asyncio.wait_for(gate.reached.wait(), 5)  # "start" is in, the run goes on
+        gate.release()
+        await wait_for(lambda: not r.runtime.active_runs())
+        release.set()
+        await asyncio.gather(*others)
+        await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start finish"])
+        await asyncio.wait_for(r.pipeline.drain(grace=2), 5)
+        assert r.adapter.edits == []  # no preview "start" edited into the final text
