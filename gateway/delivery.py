@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -139,7 +140,8 @@ class ReplyRenderer:
 
     async def render(self) -> None:
         """Deliver the whole run; returns after the final text has landed."""
-        typing = asyncio.create_task(self._typing_loop(), name="typing")
+        # Typing is a timer, not a task, until it is due: most replies show text first.
+        typing = _TypingTimer(self._typing_delay(), self._typing_due)
         flusher = asyncio.create_task(self._flush_loop(), name="flusher")
         try:
             async for event in self._run.events():
@@ -148,9 +150,7 @@ class ReplyRenderer:
             self._done = True
             self._ended.set()
             self._dirty.set()
-            typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await typing
+            await typing.cancel()
             await flusher
             if self._typing_shown:
                 await self._budget.call(self._key, "typing", self._typing_off)
@@ -336,10 +336,15 @@ class ReplyRenderer:
 
     # -- typing --------------------------------------------------------------------------
 
+    def _typing_delay(self) -> float:
+        return 0.0 if self._adapter.name in IMMEDIATE_TYPING else self._options.typing_delay
+
+    def _typing_due(self) -> asyncio.Task[None] | None:
+        if self._visible.is_set():
+            return None  # text is on screen: the indicator would say nothing new
+        return asyncio.create_task(self._typing_loop(), name="typing")
+
     async def _typing_loop(self) -> None:
-        delay = 0.0 if self._adapter.name in IMMEDIATE_TYPING else self._options.typing_delay
-        if delay > 0 and await _wait(self._visible, delay):
-            return  # text is on screen: the indicator would say nothing new
         while True:
             await self._budget.call(self._key, "typing", self._typing_on)
             await asyncio.sleep(self._options.typing_interval)
@@ -358,6 +363,32 @@ class ReplyRenderer:
             await self._adapter.typing(self._target, False)
         except DeliveryError as exc:
             log.debug("clearing the typing indicator failed in %s: %s", self._key, exc)
+
+
+class _TypingTimer:
+    """Calls ``due`` after ``delay`` seconds (at once for 0); ``cancel`` stops the timer
+    or the task ``due`` started."""
+
+    def __init__(self, delay: float, due: Callable[[], asyncio.Task[None] | None]) -> None:
+        self._due = due
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        if delay <= 0:
+            self._fire()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._task = self._due()
+
+    async def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> bool:
