@@ -131,6 +131,10 @@ class InboundSink(Protocol):
 class NativeStream(Protocol):
     """A platform's own streaming (Telegram drafts, Slack chat streams)."""
 
+    preview_only: bool
+    """What ``update`` shows is dropped at the end and the final text is a call of its
+    own (Telegram's drafts), rather than the message the reply ends in (Slack's)."""
+
     async def update(self, text: str) -> bool:
         """Show the reply so far; False when the platform cannot stream here after all,
         and the renderer falls back to send + edit."""

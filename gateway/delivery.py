@@ -74,10 +74,13 @@ FLUSH_BACKOFF = Backoff(base=0.25, cap=2.0)  # a failed edit is retried this way
 # preview (a draft or a first send) followed at once by the final message. Under load
 # the save takes longer, and the call saved matters most then.
 FINISH_GRACE = 0.25
-# Under load (the platform's outbound slots all taken) a preview (a draft or a first
-# send the final text will replace) costs a call the other chats' final messages need:
-# it is held until the run ends, for at most this long after the reply began (the
-# moment typing would show anyway). A quiet platform shows the preview at once.
+# Under load (the platform's outbound slots all taken) a preview that the final text
+# does not reuse (a Telegram draft: the final message is a call of its own) costs a
+# call the other chats' final messages need: it is held until the run ends, for at most
+# this long after the reply began (the moment typing would show anyway). A quiet
+# platform shows it at once; a first message that the reply ends in (a send later
+# edited, a Slack stream) is never held: first visible text stays within ms of the
+# model's first token.
 PREVIEW_HOLD = 1.0
 
 
@@ -245,7 +248,7 @@ class ReplyRenderer:
             await self._dirty.wait()
             if self._text_ended and not self._first_shown():
                 await _wait(self._ended, FINISH_GRACE)
-            elif not self._done and not self._first_shown() and self._budget.crowded:
+            elif not self._done and self._preview_only() and self._budget.crowded:
                 await _wait(self._ended, self._began + PREVIEW_HOLD - time.monotonic())
             if not self._done and self._first_shown():
                 # Pace first, build the text after: the edit carries everything that
@@ -321,6 +324,11 @@ class ReplyRenderer:
         self._native = None
         self._messages.adopt(native.handover())
         await self._flush(final=final)
+
+    def _preview_only(self) -> bool:
+        """Nothing shown yet, and what would show first is a preview only."""
+        native = self._native
+        return native is not None and native.preview_only and not self._first_shown()
 
     def _first_shown(self) -> bool:
         return bool(self._messages.sent) or self.first_visible_at is not None

@@ -266,8 +266,9 @@ async def test_typing_shows_only_when_nothing_is_visible_after_the_delay() -> No
         await r.adapter.wait_for(lambda: r.adapter.typing_calls[-1][2] is False)
 
 
-async def test_under_load_a_preview_is_held_so_the_reply_costs_one_send() -> None:
+async def test_under_load_a_draft_preview_is_held_so_the_reply_costs_one_send() -> None:
     async with rig() as r:
+        r.adapter.drafts = []  # previews are drafts the final message does not reuse
         budget = r.pipeline.budgets["mem"]
         release = asyncio.Event()
 
@@ -290,4 +291,4 @@ async def test_under_load_a_preview_is_held_so_the_reply_costs_one_send() -> Non
         await asyncio.gather(*others)
         await r.adapter.wait_for(lambda: r.adapter.chat("dm42") == ["start finish"])
         await asyncio.wait_for(r.pipeline.drain(grace=2), 5)
-        assert r.adapter.edits == []  # no preview "start" edited into the final text
+        assert r.adapter.drafts == []  # no draft "start" before the final text

@@ -165,6 +165,8 @@ class SlackStream:
     the renderer then takes over by send and edit, adopting the streamed message
     (``handover``), so chunking and send-and-edit live in one place: the renderer."""
 
+    preview_only = False
+
     def __init__(
         self,
         client: AsyncWebClient,

@@ -66,6 +66,8 @@ class DraftStream:
     answers False and the renderer sends and edits instead.
     """
 
+    preview_only = True
+
     def __init__(
         self, drafts: Drafts, chat_id: int, thread_id: int | None, draft_id: int, fmt: TextFormat
     ) -> None:

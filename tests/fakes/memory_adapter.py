@@ -63,6 +63,8 @@ class MemoryAdapter:
         self.typing_calls: list[tuple[float, str, bool]] = []
         self.reactions: list[tuple[str, str]] = []  # (message id, emoji)
         self.renames: list[tuple[str, str]] = []  # (chat id, title)
+        # A list turns on Telegram-style drafts: previews recorded here, final sent apart.
+        self.drafts: list[str] | None = None
         self.faults: dict[str, deque[DeliveryError]] = defaultdict(deque)
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -147,7 +149,7 @@ class MemoryAdapter:
         await self._notify()
 
     def native_stream(self, target: ChatTarget) -> NativeStream | None:
-        return None
+        return None if self.drafts is None else _Drafts(self)
 
     def web_routes(self) -> Sequence[web.RouteDef]:
         return []
@@ -187,3 +189,23 @@ class MemoryAdapter:
     def chat(self, chat_id: str) -> list[str]:
         """What a user in the chat sees: each message's current text, in order."""
         return [self.messages[m].text for m in self.order if self.messages[m].chat_id == chat_id]
+
+
+class _Drafts:
+    """Telegram-style drafts: ``update`` records a preview; the final is a send."""
+
+    preview_only = True
+
+    def __init__(self, adapter: MemoryAdapter) -> None:
+        self._adapter = adapter
+
+    async def update(self, text: str) -> bool:
+        assert self._adapter.drafts is not None
+        self._adapter.drafts.append(text)
+        return True
+
+    async def finish(self, text: str) -> bool:
+        return False
+
+    def handover(self) -> list[tuple[SentMessage, str]]:
+        return []
