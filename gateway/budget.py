@@ -19,9 +19,11 @@ is held for one attempt, never across a 429's wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -72,12 +74,12 @@ class OutboundBudget:
         self._clock = clock
         self._chats: dict[str, _Chat] = {}
         self.concurrency = concurrency or CONCURRENCY.get(platform, DEFAULT_CONCURRENCY)
-        self._slots = asyncio.Semaphore(self.concurrency)
+        self._slots = _Slots(self.concurrency)
 
     @property
     def crowded(self) -> bool:
         """Every slot of the platform is in use: calls are queueing for one."""
-        return self._slots.locked()
+        return self._slots.locked
 
     def _chat(self, key: str) -> _Chat:
         chat = self._chats.get(key)
@@ -116,7 +118,7 @@ class OutboundBudget:
             if kind == "edit":
                 chat.last_edit = self._clock()
             try:
-                async with self._slots:
+                async with self._slots.hold(urgent=kind == "send"):
                     return await op()
             except RateLimited as exc:
                 self._metrics.rate_limited.inc(self._platform)
@@ -151,3 +153,48 @@ class OutboundBudget:
         if kind != "edit":
             return blocked
         return max(blocked, chat.last_edit + self.edit_interval - now, 0.0)
+
+
+class _Slots:
+    """At most ``size`` calls in flight. Waiting sends (a reply's first message, a final
+    text) go before waiting edits, typing and the rest, FIFO within each: when every
+    chat's reply streams at once, a reply's first visible text does not queue behind
+    the others' progress edits."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    @property
+    def locked(self) -> bool:
+        return self._free == 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, urgent: bool) -> AsyncIterator[None]:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+        else:
+            queue = self._waiting[0 if urgent else 1]
+            turn = asyncio.get_running_loop().create_future()
+            queue.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._release()  # handed a slot just as it was cancelled
+                else:
+                    queue.remove(turn)
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # the slot passes straight to the next call
+                    return
+        self._free += 1

@@ -152,3 +152,31 @@ async def test_a_burst_waits_for_a_slot_instead_of_failing_on_the_pool_timeout(
             sent = await asyncio.wait_for(asyncio.gather(*sends), 30)
         assert all(isinstance(message, SentMessage) for message in sent)
         assert all(len(fake.sent_messages(chat)) == 1 for chat in chats)
+
+
+async def test_waiting_sends_go_before_waiting_edits_of_other_chats() -> None:
+    budget = OutboundBudget(Metrics(), platform="mem", edit_interval=0, concurrency=1)
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def blocker() -> None:
+        await release.wait()
+
+    def record(name: str) -> Callable[[], Awaitable[None]]:
+        async def op() -> None:
+            order.append(name)
+
+        return op
+
+    holder = asyncio.create_task(budget.call("a", "send", blocker))
+    await asyncio.sleep(0)  # the holder takes the only slot
+    assert budget.crowded
+    edit = asyncio.create_task(budget.call("b", "edit", record("edit b")))
+    typing = asyncio.create_task(budget.call("c", "typing", record("typing c")))
+    send = asyncio.create_task(budget.call("d", "send", record("send d")))
+    for _ in range(3):
+        await asyncio.sleep(0)  # all three are waiting for the slot
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, edit, typing, send), 5)
+    assert order == ["send d", "edit b", "typing c"]
+    assert not budget.crowded
