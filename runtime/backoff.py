@@ -1,5 +1,5 @@
 """The one backoff every retry site uses: model providers, Telegram polling, the adapter
-supervisor and the outbound budget.
+supervisor, the outbound budget and the SQLite store waiting out another process's lock.
 
 ``Backoff.delay(attempt)`` grows exponentially from ``base`` up to ``cap``, with jitter
 in the upper part of each step so it keeps growing while spreading clients out; a

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from runtime.backoff import Backoff
 from runtime.errors import StorageError
 from runtime.storage.base import NotifyCallback, Unlisten
 from runtime.storage.dialect import Dialect, Row
@@ -79,7 +80,8 @@ class SqliteStorage(SqlStore):
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._channels = LocalChannels()
-        self._checkpoints = _Checkpoints(self._path) if self._path not in ("", _MEMORY) else None
+        self._on_disk = self._path not in ("", _MEMORY)  # "" is SQLite's private temp file
+        self._checkpoints = _Checkpoints(self._path) if self._on_disk else None
 
     @property
     def path(self) -> str:
@@ -101,7 +103,7 @@ class SqliteStorage(SqlStore):
             if self._db is not None:
                 return
             with self._errors("open"):
-                if self._path not in ("", _MEMORY):
+                if self._on_disk:
                     parent = Path(self._path).parent
                     await asyncio.to_thread(parent.mkdir, parents=True, exist_ok=True)
                 db = await asyncio.to_thread(self._connect)
@@ -199,15 +201,14 @@ _T = TypeVar("_T")
 class _Busy:
     """Waiting out another process's lock on the loop, up to ``timeout`` seconds."""
 
-    FIRST_PAUSE = 0.001
-    LONGEST_PAUSE = 0.05
+    BACKOFF = Backoff(base=0.001, cap=0.05)
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
 
     async def call(self, statement: Callable[[], _T]) -> _T:
         deadline: float | None = None
-        pause = self.FIRST_PAUSE
+        attempt = 0
         while True:
             try:
                 return statement()
@@ -218,8 +219,8 @@ class _Busy:
                 deadline = now + self.timeout if deadline is None else deadline
                 if now >= deadline:
                     raise
-                await asyncio.sleep(min(pause, deadline - now))
-                pause = min(pause * 2, self.LONGEST_PAUSE)
+                attempt += 1
+                await asyncio.sleep(min(self.BACKOFF.delay(attempt), deadline - now))
 
 
 @contextlib.asynccontextmanager
