@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
 
 from adapters.approval import ApprovalCapable, ApprovalDecision, ApprovalPrompt
 from adapters.base import Adapter, ChatTarget, SentMessage
@@ -23,9 +22,9 @@ from gateway.budget import OutboundBudget
 from runtime.agent_runtime import AgentRuntime
 from runtime.events import ApprovalRequested, ApprovalResolved, RunEvent
 from runtime.run import Run
+from runtime.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 ANSWERS = {
     "approved": "Approved.",
@@ -50,7 +49,7 @@ class ApprovalPresenter:
     def __init__(self, runtime: AgentRuntime, budgets: Mapping[str, OutboundBudget]) -> None:
         self._runtime = runtime
         self._budgets = budgets
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet()
         self._deciders: dict[str, str] = {}  # request id -> display name of who decided
 
     def watch(self, run: Run, adapter: Adapter, target: ChatTarget) -> None:
@@ -59,19 +58,17 @@ class ApprovalPresenter:
         def on_event(event: RunEvent) -> None:
             if isinstance(event, ApprovalRequested):
                 request = event.request
-                question = self._spawn(self._ask(adapter, target, request.id, request.prompt()))
+                question = self.tasks.spawn(
+                    self._ask(adapter, target, request.id, request.prompt()), name="approvals"
+                )
                 asked[request.id] = (question, request.tool)
             elif isinstance(event, ApprovalResolved) and event.request_id in asked:
                 question, tool = asked.pop(event.request_id)
-                self._spawn(self._resolve(adapter, target, question, tool, event))
+                self.tasks.spawn(
+                    self._resolve(adapter, target, question, tool, event), name="approvals"
+                )
 
         run.listen(on_event)
-
-    def _spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
-        task = asyncio.create_task(work, name="approvals")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
     async def _resolve(
         self,
@@ -135,6 +132,4 @@ class ApprovalPresenter:
         return ANSWERS[outcome]
 
     async def aclose(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.tasks.cancel()

@@ -20,6 +20,7 @@ from typing import Any
 from adapters.base import ChatTarget, InboundMessage
 from adapters.common.memory import Recent
 from runtime.storage.base import InboxRecord, InboxState, Storage
+from runtime.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class Ledger:
         self._storage = storage
         self._seen = Recent(MEMORY_IDS)
         self._batch: list[tuple[InboxRecord, asyncio.Future[bool]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._flushing = TaskSet()
 
     @property
     def durable(self) -> bool:
@@ -119,9 +120,7 @@ class Ledger:
 
     def _flush_soon(self) -> None:
         batch, self._batch = self._batch, []
-        task = asyncio.create_task(self._flush(batch), name="inbox-accept")
-        self._flushing.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self._flushing.discard)
+        self._flushing.spawn(self._flush(batch), name="inbox-accept")
 
     async def _flush(self, batch: list[tuple[InboxRecord, asyncio.Future[bool]]]) -> None:
         """One transaction for the batch; every waiting ``accept`` gets its answer, or the

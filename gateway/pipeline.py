@@ -43,6 +43,7 @@ from runtime.events import TitleChanged
 from runtime.history import Speaker
 from runtime.messages import UserMessage
 from runtime.run import Run
+from runtime.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Pipeline:
         self.delivery = delivery or DeliveryOptions()
         self.budgets = outbound_budgets(self.policies, self.metrics)
         self.commands = CommandHandler(runtime)
-        self.renderers: set[asyncio.Task[None]] = set()
+        self.renderers = TaskSet()
         self.approvals = ApprovalPresenter(runtime, self.budgets)
         self.ledger = Ledger(runtime.storage)
         self.lanes: Lanes[Queued] = Lanes(self._process, name="inbox")
@@ -253,9 +254,7 @@ class Pipeline:
             received_at=origin.received_at,
             options=self.delivery,
         )
-        task = asyncio.create_task(self._render(renderer), name=f"render-{run.id[:8]}")
-        self.renderers.add(task)
-        task.add_done_callback(self.renderers.discard)
+        self.renderers.spawn(self._render(renderer), name=f"render-{run.id[:8]}")
         self.approvals.watch(run, self.adapters[platform], origin.message.target)
 
     async def decide(self, decision: ApprovalDecision) -> str:
@@ -272,9 +271,7 @@ class Pipeline:
         if event.source != "generated" or conv.is_tmp or not isinstance(event.origin, Origin):
             return  # a user's /title renames from the command handler
         target = event.origin.message.target
-        task = asyncio.create_task(self._rename(target, event.title), name="rename")
-        self.renderers.add(task)
-        task.add_done_callback(self.renderers.discard)
+        self.renderers.spawn(self._rename(target, event.title), name="rename")
 
     async def _rename(self, target: ChatTarget, title: str) -> None:
         adapter = self.adapters[target.platform]
@@ -308,11 +305,8 @@ class Pipeline:
     async def drain(self, grace: float) -> None:
         """Wait for replies in flight to land (bounded), then cancel what is left."""
         self.accepting = False
-        if self.renderers:
-            await asyncio.wait(list(self.renderers), timeout=grace)
-        for task in list(self.renderers):
-            task.cancel()
-        await asyncio.gather(*self.renderers, return_exceptions=True)
+        await self.renderers.wait(grace)
+        await self.renderers.cancel()
 
 
 SCRATCH_TITLE_SURFACES = frozenset({"webchat"})

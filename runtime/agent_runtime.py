@@ -40,6 +40,7 @@ from runtime.status import (
     read_transcript,
 )
 from runtime.storage.base import EventRecord, RunCommit, Storage
+from runtime.tasks import TaskSet
 from runtime.titles import clean_title, generate_title, title_seed
 from runtime.transcript import Turn
 
@@ -71,7 +72,7 @@ class AgentRuntime:
         self.storage = storage
         self.router = Router(storage)
         self._runs: set[Run] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = TaskSet()
         self._run_listeners: list[RunListener] = []
         self._title_listeners: list[TitleListener] = []
         self._accepting = True
@@ -210,10 +211,9 @@ class AgentRuntime:
         seed = title_seed(conv.history)
         if seed is None:
             return
-        task = asyncio.create_task(self._generate_title(conv, agent, seed, origin), name="title")
-        conv.title_task = task
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        conv.title_task = self._background.spawn(
+            self._generate_title(conv, agent, seed, origin), name="title"
+        )
 
     async def _generate_title(
         self, conv: Conversation, agent: Agent, seed: tuple[str, str], origin: object | None
@@ -366,6 +366,4 @@ class AgentRuntime:
                     if message.inbox_id is None:
                         conv.append(message.to_entry(steered=False))
                 await self._persist(conv)
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.cancel()

@@ -13,6 +13,8 @@ import logging
 import warnings
 from typing import Final
 
+from runtime.tasks import TaskSet
+
 with warnings.catch_warnings():
     # discord.py imports audioop (deprecated since 3.11) for voice, which is never used here.
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -28,7 +30,7 @@ INTERACTION_SILENCE: Final = 60.0
 class Interactions:
     def __init__(self) -> None:
         self._pending: dict[str, discord.Interaction] = {}
-        self._closing: set[asyncio.Future[None]] = set()
+        self._closing = TaskSet()
 
     async def defer(self, interaction: discord.Interaction) -> bool:
         """Acknowledge at once; False when Discord refused (nothing to answer later)."""
@@ -48,9 +50,7 @@ class Interactions:
         """End the "thinking" state of an interaction still unanswered."""
         pending = self._pending.pop(key, None)
         if pending is not None:
-            task = asyncio.ensure_future(self._close(key, pending))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._closing.spawn(self._close(key, pending), name="discord-interaction-close")
 
     async def _close(self, key: str, pending: discord.Interaction) -> None:
         try:

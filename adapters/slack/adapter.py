@@ -74,6 +74,7 @@ from adapters.text.format import TextFormat
 from adapters.text.markdown import tables_as_grids
 from adapters.text.slack_mrkdwn import to_slack_mrkdwn
 from runtime.storage.base import Storage
+from runtime.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class SlackAdapter(StatusReporting):
         self._sink: InboundSink | None = None
         self._socket: SocketSession | None = None
         self._connection = StatusTracker("slack")
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._events = Recent()
         self._messages = Recent()
         self._threads = ThreadOwnership(PLATFORM, storage)
@@ -134,10 +135,7 @@ class SlackAdapter(StatusReporting):
             await self._serve()
         finally:
             self._sink = None
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._tasks.cancel()
             await http.close()
             self._connection.set("stopped")
 
@@ -249,9 +247,7 @@ class SlackAdapter(StatusReporting):
             self._spawn(work, "slack-greeting")
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(self._guarded(work), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._guarded(work), name=name)
 
     async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
         try:

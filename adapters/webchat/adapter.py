@@ -23,7 +23,7 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -66,6 +66,7 @@ from adapters.webchat.views import ChatViews
 from runtime.agent_runtime import AgentRuntime
 from runtime.conversation import Conversation
 from runtime.events import TitleChanged
+from runtime.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class WebchatAdapter(StatusReporting):
         self._ready = asyncio.Event()
         self._clients = Clients()
         self._views = ChatViews(runtime)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         self._page: str | None = None
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:8]  # ids stay unique across restarts
@@ -141,13 +142,11 @@ class WebchatAdapter(StatusReporting):
             await self._close_all()
 
     async def _close_all(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
         closing = [
             ws.close(code=WSCloseCode.GOING_AWAY, message=b"gateway stopping")
             for ws in list(self._clients.sockets)
         ]
-        await asyncio.gather(*self._tasks, *closing, return_exceptions=True)
+        await asyncio.gather(self._tasks.cancel(), *closing, return_exceptions=True)
 
     def web_routes(self) -> Sequence[web.RouteDef]:
         routes = [
@@ -334,7 +333,7 @@ class WebchatAdapter(StatusReporting):
         client_id = client_of(conv.sender)
         if client_id is None or client_id not in self._clients:
             return
-        self._spawn(self._title_changed(client_id, conv, event.title))
+        self._tasks.spawn(self._title_changed(client_id, conv, event.title), name="webchat-title")
 
     async def _title_changed(self, client_id: str, conv: Conversation, title: str) -> None:
         if self._runtime.router.current(conv.agent, conv.sender) is conv:
@@ -350,11 +349,6 @@ class WebchatAdapter(StatusReporting):
             await self._clients.broadcast(
                 client_id, {"type": "title", "agent": agent, "title": title}
             )
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- outbound primitives -------------------------------------------------------------
 

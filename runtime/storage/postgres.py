@@ -32,6 +32,7 @@ from runtime.storage.base import NotifyCallback, Unlisten
 from runtime.storage.dialect import Dialect, Row
 from runtime.storage.schema import LATEST_VERSION, VersionKeeping, migrate
 from runtime.storage.sql import SqlStore
+from runtime.tasks import TaskSet
 
 _log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class PostgresStorage(SqlStore):
         self._max = max_connections
         self._timeout = connect_timeout
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
-        self._listeners: set[asyncio.Task[None]] = set()
+        self._listeners = TaskSet()
 
     @property
     def url(self) -> str:
@@ -134,10 +135,7 @@ class PostgresStorage(SqlStore):
     async def close(self) -> None:
         """Close the pool, waiting for calls in progress; closing twice is a no-op."""
         pool, self._pool = self._pool, None
-        listeners = list(self._listeners)
-        for task in listeners:
-            task.cancel()
-        await asyncio.gather(*listeners, return_exceptions=True)
+        await self._listeners.cancel()
         if pool is not None:
             with self._errors("close"):
                 await pool.close()
@@ -198,9 +196,9 @@ class PostgresStorage(SqlStore):
             except BaseException:
                 await conn.close()
                 raise
-        task = asyncio.create_task(self._deliver(conn, channel, callback), name=f"listen-{channel}")
-        self._listeners.add(task)
-        task.add_done_callback(self._listeners.discard)
+        task = self._listeners.spawn(
+            self._deliver(conn, channel, callback), name=f"listen-{channel}"
+        )
 
         async def unlisten() -> None:
             task.cancel()
