@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -23,21 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0
 STEP_TIMEOUT = 30.0
 TITLE_PROMPT = "Summarize this conversation"
-ENV_NAMES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_MODEL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_MODEL",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_WEBHOOK_SECRET",
-    "DISCORD_BOT_TOKEN",
-    "SLACK_BOT_TOKEN",
-    "SLACK_APP_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "AGENT_GATEWAY_PORT",
+SHIPPED_CONFIG = REPO / "config" / "gateway.toml"
+# Every variable the gateway reads: the auto provider's, and each ``${NAME}`` of the
+# shipped configuration. Cleared for children and CLI tests, so the host's own keys and
+# tokens cannot change what a test sees.
+ENV_NAMES = tuple(
+    [f"{p}_{s}" for p in ("OPENAI", "ANTHROPIC") for s in ("API_KEY", "BASE_URL", "MODEL")]
+    + sorted(set(re.findall(r"\$\{([A-Z0-9_]+)", SHIPPED_CONFIG.read_text(encoding="utf-8"))))
 )
+
+
+def child_env(**values: str) -> dict[str, str]:
+    """This process's environment without the gateway's variables, plus ``values``."""
+    return {k: v for k, v in os.environ.items() if k not in ENV_NAMES} | values
 
 
 @dataclass(slots=True, kw_only=True)

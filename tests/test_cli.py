@@ -18,30 +18,11 @@ from gateway.cli import main
 from gateway.config import GatewayConfig
 from gateway.describe import ECHO_NOTICE
 from gateway.errors import GatewayError
+from tests.gateway_procs import ENV_NAMES, child_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "config" / "gateway.toml"
 
-# Every variable the shipped configuration reads; cleared so the host's own keys and
-# tokens cannot change what these tests see.
-ENV_NAMES = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_MODEL",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_MODEL",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_WEBHOOK_SECRET",
-    "DISCORD_BOT_TOKEN",
-    "SLACK_BOT_TOKEN",
-    "SLACK_APP_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "AGENT_GATEWAY_PORT",
-    "AGENT_GATEWAY_HOST",
-    "TELEGRAM_ALLOWED_USERS",
-    "DISCORD_ALLOWED_USERS",
-)
 
 SECRETS = {
     "TELEGRAM_BOT_TOKEN": "tg-SECRET-a1b2c3",
@@ -342,7 +323,7 @@ def test_run_with_invalid_config_exits_2_before_serving(
 
 
 def test_module_entry_point_exits_2_on_a_bad_file(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES} | SECRETS
+    env = child_env(**SECRETS)
     path = write(tmp_path, BROKEN)
 
     result = subprocess.run(
@@ -385,7 +366,7 @@ enabled = true
 
 def _run_until_it_fails(directory: Path, *, host: str, port: int, db: str) -> list[str]:
     """`agent-gateway run` in a child; the timeout is what proves it does not hang."""
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env = child_env()
     path = directory / "gateway.toml"
     path.write_text(STARTUP.format(host=host, port=port, db=db), encoding="utf-8")
     result = subprocess.run(

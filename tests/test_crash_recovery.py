@@ -14,7 +14,6 @@ message older than the recovery window gets the "restarted" note once, not an an
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -30,10 +29,10 @@ from runtime.storage.sqlite import SqliteStorage
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
 from tests.fakes.telegram_api import JSON, FakeTelegram
 from tests.gateway_procs import (
-    ENV_NAMES,
     START_TIMEOUT,
     STEP_TIMEOUT,
     Gateways,
+    child_env,
     echoed,
     run_requests,
     until,
@@ -95,8 +94,7 @@ async def gateways(
         ),
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    env |= {"TELEGRAM_BOT_TOKEN": telegram.token, "OPENAI_API_KEY": "sk-fake"}
+    env = child_env(TELEGRAM_BOT_TOKEN=telegram.token, OPENAI_API_KEY="sk-fake")
     running = Gateways(
         directory=tmp_path, config=config, env=env, telegram=telegram, llm=llm_server
     )

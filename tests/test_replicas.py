@@ -11,7 +11,6 @@ middle of a reply, and the other replica takes the conversation over and answers
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -22,10 +21,10 @@ import pytest
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
 from tests.fakes.telegram_api import JSON, FakeTelegram
 from tests.gateway_procs import (
-    ENV_NAMES,
     START_TIMEOUT,
     STEP_TIMEOUT,
     Gateways,
+    child_env,
     run_requests,
     until,
     user_texts,
@@ -97,8 +96,7 @@ async def replicas(
         ),
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    env |= {"TELEGRAM_BOT_TOKEN": telegram.token, "OPENAI_API_KEY": "sk-fake"}
+    env = child_env(TELEGRAM_BOT_TOKEN=telegram.token, OPENAI_API_KEY="sk-fake")
     running = Gateways(
         directory=tmp_path, config=config, env=env, telegram=telegram, llm=llm_server
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,11 @@ import pytest
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
 from tests.fakes.slack_api import FakeSlack, SlackMessage
 from tests.gateway_procs import (
-    ENV_NAMES,
     START_TIMEOUT,
     STEP_TIMEOUT,
     TITLE_PROMPT,
     GatewayProcs,
+    child_env,
     user_texts,
     waited,
 )
@@ -127,12 +126,9 @@ async def replicas(
         ),
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    env |= {
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "OPENAI_API_KEY": "sk-fake",
-    }
+    env = child_env(
+        SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=SECRET, OPENAI_API_KEY="sk-fake"
+    )
     running = SlackGateways(directory=tmp_path, config=config, env=env, slack=slack, llm=llm_server)
     try:
         for _ in range(2):
