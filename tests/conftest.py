@@ -13,6 +13,7 @@ import pytest
 from runtime.storage.postgres import PostgresStorage
 from runtime.storage.sqlite import SqliteStorage
 from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.telegram_api import FakeTelegram
 from tests.postgres_server import REQUIRE_ENV, PostgresServer, PostgresUnavailable
 from tests.storage_backends import Backend
 
@@ -25,6 +26,12 @@ async def llm_server() -> AsyncIterator[FakeLLMServer]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

@@ -74,12 +74,6 @@ edit_interval = 0.1
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
 async def gateways(
     tmp_path: Path, telegram: FakeTelegram, llm_server: FakeLLMServer
 ) -> AsyncIterator[Gateways]:

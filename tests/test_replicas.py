@@ -62,12 +62,6 @@ edit_interval = 0.1
 """
 
 
-@pytest.fixture
-async def telegram() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
 WEBHOOK = f'mode = "webhook"\nwebhook_secret = "{SECRET}"'
 POLLING = 'mode = "polling"'
 
