@@ -584,30 +584,7 @@ class FakeDiscord:
         command_id = next((c["id"] for c in self.commands if c["name"] == name), None)
         data: JsonDict = {"id": command_id or str(self.snowflake()), "name": name, "type": 1}
         data["options"] = [dict(o) for o in options]
-        interaction: JsonDict = {
-            "id": str(self.snowflake()),
-            "application_id": str(self.application_id),
-            "type": 2,
-            "data": data,
-            "token": secrets.token_urlsafe(24),
-            "version": 1,
-            "channel_id": str(channel.id),
-            "channel": channel.to_json(),
-            "locale": "en-US",
-            "app_permissions": EVERYONE_PERMISSIONS,
-            "entitlements": [],
-            "attachment_size_limit": 26_214_400,
-        }
-        if channel.guild_id is None:
-            interaction |= {"user": user.to_json(), "context": 1}
-            interaction["authorizing_integration_owners"] = {"1": str(user.id)}
-        else:
-            member = _member_json(user, channel.created_at) | {"permissions": "0"}
-            interaction |= {"guild_id": str(channel.guild_id), "member": member, "context": 0}
-            interaction["authorizing_integration_owners"] = {"0": str(channel.guild_id)}
-        self._interactions[int(interaction["id"])] = interaction | {"acked": False}
-        self._dispatch("INTERACTION_CREATE", interaction)
-        return interaction
+        return self._interact(channel, user, {"type": 2, "data": data})
 
     def buttons(self, message_id: int) -> list[tuple[str, str]]:
         """(label, custom_id) of every button on a message, as a user sees them."""
@@ -628,12 +605,17 @@ class FakeDiscord:
         if custom_id not in [cid for _, cid in self.buttons(message_id)]:
             raise ValueError(f"message {message_id} has no button {custom_id!r}")
         channel = self.channel(message.channel_id)
+        kind = {"type": 3, "data": {"custom_id": custom_id, "component_type": 2}}
+        return self._interact(channel, user, kind | {"message": message.to_json()})
+
+    def _interact(self, channel: FakeChannel, user: FakeUser, kind: JsonDict) -> JsonDict:
+        """An interaction of ``kind`` (its type, data and the like) by ``user`` in
+        ``channel``, as Discord sends it; dispatched as INTERACTION_CREATE and kept to be
+        answered at its callback URL."""
         interaction: JsonDict = {
             "id": str(self.snowflake()),
             "application_id": str(self.application_id),
-            "type": 3,
-            "data": {"custom_id": custom_id, "component_type": 2},
-            "message": message.to_json(),
+            **kind,
             "token": secrets.token_urlsafe(24),
             "version": 1,
             "channel_id": str(channel.id),
