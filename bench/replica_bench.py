@@ -36,7 +36,6 @@ import contextlib
 import itertools
 import os
 import signal
-import statistics
 import tempfile
 import time
 from collections import Counter
@@ -48,6 +47,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.replica_procs import Cpu, database
+from bench.stats import Latencies
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_api import JSON, SECRET_HEADER, FakeTelegram
 from tests.gateway_procs import ENV_NAMES, START_TIMEOUT, Gateways
@@ -83,28 +83,10 @@ access = "open"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Result:
-    latencies: list[float]
-    elapsed: float
+class Result(Latencies):
     cpu: float  # the gateway processes' CPU seconds over the pattern
     db_cpu: float  # the PostgreSQL server's
     own_cpu: float  # this process's: the fake Bot API and the driver
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies)
-
-    @property
-    def p95(self) -> float:
-        return statistics.quantiles(self.latencies, n=20)[-1]
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.elapsed
 
     def line(self, name: str) -> str:
         return (

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.first_token import FirstTokens, summary
+from bench.stats import p95
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from tests.fakes.slack_api import ApiCall, FakeSlack
@@ -182,10 +183,6 @@ async def measure(bench: Bench, args: argparse.Namespace) -> None:
     await bench.idle()
     await fake.wait_for(lambda: all(fake.thread(c, t).title for c, _, t in threads), TIMEOUT)
     report(bench, threads, sent_at, opening_calls, elapsed, args)
-
-
-def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
 def last_text_at(fake: FakeSlack, channel: str, after: float) -> float:

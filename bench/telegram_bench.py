@@ -26,7 +26,6 @@ import asyncio
 import datetime as dtm
 import json
 import logging
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 import adapters.telegram.adapter  # noqa: F401  (sets PTB_TIMEDELTA for python-telegram-bot)
+from bench.stats import Latencies
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 
@@ -60,27 +60,9 @@ CPU_TARGET = 2.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Result:
-    latencies: list[float]
-    elapsed: float
+class Result(Latencies):
     cpu: float  # this process's CPU seconds over the pattern
     calls: int  # Bot API calls in the pattern's chats
-
-    @property
-    def count(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies)
-
-    @property
-    def p95(self) -> float:
-        return statistics.quantiles(self.latencies, n=20)[-1]
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.elapsed
 
     def line(self, name: str) -> str:
         return (
