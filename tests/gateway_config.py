@@ -69,6 +69,13 @@ approve = ["add"]
 """
 
 
+WEBCHAT_SECTION = """
+[adapters.webchat]
+enabled = true
+edit_interval = 0.05
+"""
+
+
 def telegram_section(fake: FakeTelegram, extra: str = "") -> str:
     """Telegram against the fake; the token comes from ``${TELEGRAM_BOT_TOKEN}``."""
     return f"""

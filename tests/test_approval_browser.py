@@ -4,7 +4,6 @@ Skipped like tests/test_webchat_browser.py when no browser is available."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,41 +13,19 @@ from gateway.app import Gateway
 from gateway.config_loader import load_config
 from runtime.history import ToolResultEntry
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
+from tests.gateway_config import WEBCHAT_SECTION, write_gateway_toml
 from tests.test_webchat_browser import CHROMIUM, CHROMIUM_ARGS, browser_ready
 
 __all__ = ["browser_ready"]  # a fixture this module uses
 
-CONFIG = """
-default_agent = "bot"
-shutdown_grace = 0.5
-
-[server]
-host = "127.0.0.1"
-port = 0
-
-[storage]
-path = {db}
-
-[providers.scripted]
-kind = "echo"
-
-[agents.bot]
-provider = "scripted"
-model = "m1"
-approve = ["get_time"]
-
-[adapters.webchat]
-enabled = true
-edit_interval = 0.05
-"""
-
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[tuple[Gateway, ScriptedProvider]]:
-    path = tmp_path / "gateway.toml"
-    path.write_text(CONFIG.format(db=json.dumps(str(tmp_path / "gw.db"))), encoding="utf-8")
+    path = write_gateway_toml(
+        tmp_path, WEBCHAT_SECTION, agent_keys='approve = ["get_time"]', shutdown_grace=0.5
+    )
     provider = ScriptedProvider("scripted")
-    gateway = Gateway(load_config(path, env={}), providers={"scripted": provider})
+    gateway = Gateway(load_config(path, env={}), providers={"main": provider})
     await gateway.start()
     try:
         yield gateway, provider

@@ -16,41 +16,10 @@ import pytest
 from gateway.app import Gateway
 from gateway.config_loader import load_config
 from runtime.history import ToolResultEntry
-from tests.fakes.mcp_server import ROOT, stdio_command
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
+from tests.gateway_config import WEBCHAT_SECTION, fake_mcp_server, write_gateway_toml
 
 Frame = dict[str, Any]
-
-CONFIG = """
-default_agent = "bot"
-shutdown_grace = 0.5
-
-[server]
-host = "127.0.0.1"
-port = 0
-
-[storage]
-path = {db}
-
-[providers.scripted]
-kind = "echo"
-
-[agents.bot]
-provider = "scripted"
-model = "m1"
-approval_timeout = {approval_timeout}
-
-[[agents.bot.mcp]]
-name = "fake"
-command = {command}
-args = {args}
-cwd = {cwd}
-approve = ["add"]
-
-[adapters.webchat]
-enabled = true
-edit_interval = 0.05
-"""
 
 
 class Page:
@@ -84,20 +53,15 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async def start(
         approval_timeout: float = 30,
     ) -> tuple[Gateway, ScriptedProvider, Callable[[str], Any]]:
-        command, args = stdio_command()
-        path = tmp_path / "gateway.toml"
-        path.write_text(
-            CONFIG.format(
-                db=json.dumps(str(tmp_path / "gateway.db")),
-                approval_timeout=approval_timeout,
-                command=json.dumps(command),
-                args=json.dumps(args),
-                cwd=json.dumps(str(ROOT)),
-            ),
-            encoding="utf-8",
+        path = write_gateway_toml(
+            tmp_path,
+            fake_mcp_server(),
+            WEBCHAT_SECTION,
+            agent_keys=f"approval_timeout = {approval_timeout}",
+            shutdown_grace=0.5,
         )
         provider = ScriptedProvider("scripted")
-        gateway = Gateway(load_config(path, env={}), providers={"scripted": provider})
+        gateway = Gateway(load_config(path, env={}), providers={"main": provider})
         await gateway.start()
         session = aiohttp.ClientSession()
         started.append((gateway, session))
