@@ -34,6 +34,15 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
+    """A SQLite store in the test's folder (test_storage.py runs every backend instead)."""
+    store = SqliteStorage(tmp_path / "gw.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the whole session (tests marked ``postgres``)."""

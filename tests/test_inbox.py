@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from gateway.ledger import decode, encode, inbox_id
 from runtime.storage.base import InboxRecord
@@ -15,14 +11,6 @@ from runtime.storage.sqlite import SqliteStorage
 from tests.fakes.scripted_provider import Gate, Text
 from tests.pipeline_helpers import dm, rig
 from tests.runtime_helpers import wait_for
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    store = SqliteStorage(tmp_path / "gw.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def states(storage: SqliteStorage) -> dict[str, str]:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from gateway.policy import AdapterPolicy, BindingRule
 from runtime.history import UserEntry
@@ -14,14 +10,6 @@ from runtime.storage.sqlite import SqliteStorage
 from tests.fakes.scripted_provider import Gate, Text
 from tests.pipeline_helpers import dm, group, rig
 from tests.runtime_helpers import wait_for
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    store = SqliteStorage(tmp_path / "gw.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def test_a_direct_message_gets_a_streamed_reply() -> None:

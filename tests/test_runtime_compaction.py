@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from runtime.agent_runtime import AgentRuntime
@@ -14,14 +11,6 @@ from runtime.history import AssistantEntry, CompactMarker, SummaryEntry, UserEnt
 from runtime.storage.sqlite import SqliteStorage
 from tests.fakes.scripted_provider import Fail, Gate, ScriptedProvider, Text, Usage
 from tests.runtime_helpers import collect, make_runtime, msg, within
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    store = SqliteStorage(tmp_path / "gw.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def turn(runtime: AgentRuntime, text: str) -> list[RunEvent]:

@@ -17,14 +17,6 @@ from tests.fakes.scripted_provider import Gate, ScriptedProvider, Text
 from tests.runtime_helpers import make_runtime, msg, wait_for, within
 
 
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    store = SqliteStorage(tmp_path / "gw.db")
-    await store.open()
-    yield store
-    await store.close()
-
-
 async def test_tmp_conversation_is_reused_and_never_reaches_storage(storage: SqliteStorage) -> None:
     provider = ScriptedProvider()
     runtime = make_runtime(provider, storage=storage)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from runtime.errors import ConversationBusyError
@@ -24,14 +21,6 @@ from tests.fakes.scripted_provider import Call, Gate, ScriptedProvider, Text, Us
 from tests.runtime_helpers import make_runtime, msg, within
 
 SENDER = "webchat:user:c1"
-
-
-@pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[SqliteStorage]:
-    store = SqliteStorage(tmp_path / "gw.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def test_visible_turns_leave_out_tool_traffic_and_markers() -> None:
