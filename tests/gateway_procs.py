@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,18 @@ class GatewayProcs:
                         if response.status == 200:
                             return
                 await asyncio.sleep(0.05)
+
+    @contextlib.asynccontextmanager
+    async def replicas(self, count: int) -> AsyncIterator[None]:
+        """``count`` gateways started, each answering /readyz; every one killed after."""
+        try:
+            for _ in range(count):
+                await self.start()
+            for n in range(1, count + 1):
+                await waited(f"replica {n} to be ready", self, self.ready(n), START_TIMEOUT)
+            yield
+        finally:
+            await self.kill_all()
 
     async def kill_all(self) -> None:
         """SIGKILL every gateway still running: a failed test must not leave one behind."""

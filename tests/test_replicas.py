@@ -21,7 +21,6 @@ import pytest
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
 from tests.fakes.telegram_api import JSON, FakeTelegram
 from tests.gateway_procs import (
-    START_TIMEOUT,
     STEP_TIMEOUT,
     Gateways,
     child_env,
@@ -94,14 +93,8 @@ async def replicas(
     running = Gateways(
         directory=tmp_path, config=config, env=env, telegram=telegram, llm=llm_server
     )
-    try:
-        for _ in range(2):
-            await running.start()
-        for n in (1, 2):
-            await waited("a replica to listen", running, running.ready(n), START_TIMEOUT)
+    async with running.replicas(2):
         yield running
-    finally:
-        await running.kill_all()
 
 
 async def post(gateways: Gateways, n: int, chat: int, user: JSON, text: str) -> int:

@@ -23,7 +23,6 @@ import pytest
 from tests.fakes.llm_server import FakeLLMServer, Script, Text
 from tests.fakes.slack_api import FakeSlack, SlackMessage
 from tests.gateway_procs import (
-    START_TIMEOUT,
     STEP_TIMEOUT,
     TITLE_PROMPT,
     GatewayProcs,
@@ -130,14 +129,8 @@ async def replicas(
         SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=SECRET, OPENAI_API_KEY="sk-fake"
     )
     running = SlackGateways(directory=tmp_path, config=config, env=env, slack=slack, llm=llm_server)
-    try:
-        for _ in range(2):
-            await running.start()
-        for n in (1, 2):
-            await waited("a replica to be ready", running, running.ready(n), START_TIMEOUT)
+    async with running.replicas(2):
         yield running
-    finally:
-        await running.kill_all()
 
 
 def said(text: str) -> str:
