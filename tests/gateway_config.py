@@ -10,17 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.discord.adapter import DiscordSettings
+from adapters.telegram.adapter import TelegramAdapter
 from gateway import wiring
-from gateway.config import DiscordConfig
+from gateway.app import Gateway
+from gateway.config import DiscordConfig, GatewayConfig
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.mcp_server import ROOT, stdio_command
+from tests.fakes.scripted_provider import ScriptedProvider
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.telegram_api import FakeTelegram
+from tests.runtime_helpers import wait_for
 
 
 def write_gateway_toml(
@@ -132,3 +140,29 @@ def shorten_discord_timings(monkeypatch: pytest.MonkeyPatch) -> None:
         return dataclasses.replace(original(section), identify_delay=0.0, guild_ready_timeout=0.05)
 
     monkeypatch.setattr(wiring, "discord_settings", fast)
+
+
+@dataclass(kw_only=True, slots=True)
+class TelegramRun:
+    gateway: Gateway
+    adapter: TelegramAdapter
+    provider: ScriptedProvider
+
+
+@asynccontextmanager
+async def running_telegram(config: GatewayConfig, **overrides: Any) -> AsyncIterator[TelegramRun]:
+    """The gateway on ``config``, its model the scripted provider ``main`` and its
+    Telegram adapter polling fast (1 s long polls, 10 ms retries; ``overrides`` change
+    any setting); yields once the adapter is connected, stops the gateway after."""
+    section = config.adapters.telegram
+    assert section is not None
+    fast = {"poll_timeout": 1, "retry_base": 0.01} | overrides
+    adapter = TelegramAdapter(dataclasses.replace(wiring.telegram_settings(section), **fast))
+    provider = ScriptedProvider("main")
+    gateway = Gateway(config, adapters={"telegram": adapter}, providers={"main": provider})
+    await gateway.start()
+    try:
+        await wait_for(lambda: adapter.state == "connected")
+        yield TelegramRun(gateway=gateway, adapter=adapter, provider=provider)
+    finally:
+        await gateway.stop()

@@ -4,7 +4,6 @@ fake Bot API; the question carries an inline keyboard and a press arrives as a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,14 +12,17 @@ from typing import Any
 
 import pytest
 
-from adapters.telegram.adapter import TelegramAdapter
 from gateway.app import Gateway
 from gateway.config_loader import load_config
-from gateway.wiring import telegram_settings
 from runtime.history import ToolResultEntry
 from tests.fakes.scripted_provider import Call, ScriptedProvider, Text
 from tests.fakes.telegram_api import FakeTelegram
-from tests.gateway_config import fake_mcp_server, telegram_section, write_gateway_toml
+from tests.gateway_config import (
+    fake_mcp_server,
+    running_telegram,
+    telegram_section,
+    write_gateway_toml,
+)
 from tests.runtime_helpers import wait_for
 
 JSON = dict[str, Any]
@@ -44,18 +46,8 @@ async def running(
         agent_keys=f'model = "echo"\napprove = ["get_time"]\napproval_timeout = {approval_timeout}',
     )
     config = load_config(path, {"TELEGRAM_BOT_TOKEN": fake.token})
-    section = config.adapters.telegram
-    assert section is not None
-    settings = dataclasses.replace(telegram_settings(section), poll_timeout=1, retry_base=0.01)
-    adapter = TelegramAdapter(settings)
-    provider = ScriptedProvider("main")
-    gateway = Gateway(config, adapters={"telegram": adapter}, providers={"main": provider})
-    await gateway.start()
-    try:
-        await wait_for(lambda: adapter.state == "connected")
-        yield provider, gateway
-    finally:
-        await gateway.stop()
+    async with running_telegram(config) as run:
+        yield run.provider, run.gateway
 
 
 def question(fake: FakeTelegram, chat: int) -> JSON | None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +27,21 @@ from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.config_loader import load_config
 from gateway.delivery import DeliveryOptions
-from gateway.wiring import telegram_settings
 from runtime.history import UserEntry
 from tests.fakes.scripted_provider import Gate, ScriptedProvider, Text
 from tests.fakes.telegram_api import FakeTelegram
-from tests.gateway_config import telegram_section, write_gateway_toml
+from tests.gateway_config import (
+    TelegramRun,
+    running_telegram,
+    telegram_section,
+    write_gateway_toml,
+)
 from tests.runtime_helpers import wait_for
 
 JSON = dict[str, Any]
 BOT = "@gateway_test_bot"
 SECRET = "hook-secret_42"
 TIMEOUT = 5.0
-
-
-@dataclass(kw_only=True, slots=True)
-class Running:
-    gateway: Gateway
-    adapter: TelegramAdapter
-    provider: ScriptedProvider
 
 
 @pytest.fixture
@@ -70,24 +65,10 @@ def load(tmp_path: Path, fake: FakeTelegram, *, extra: str = "", token: str = ""
     return load_config(path, {"TELEGRAM_BOT_TOKEN": token or fake.token})
 
 
-@asynccontextmanager
-async def running(
+def running(
     tmp_path: Path, fake: FakeTelegram, *, extra: str = "", **overrides: Any
-) -> AsyncIterator[Running]:
-    config = load(tmp_path, fake, extra=extra)
-    section = config.adapters.telegram
-    assert section is not None
-    fast = {"poll_timeout": 1, "retry_base": 0.01} | overrides
-    settings = dataclasses.replace(telegram_settings(section), **fast)
-    adapter = TelegramAdapter(settings)
-    provider = ScriptedProvider("main")
-    gateway = Gateway(config, adapters={"telegram": adapter}, providers={"main": provider})
-    await gateway.start()
-    try:
-        await wait_for(lambda: adapter.state == "connected")
-        yield Running(gateway=gateway, adapter=adapter, provider=provider)
-    finally:
-        await gateway.stop()
+) -> AbstractAsyncContextManager[TelegramRun]:
+    return running_telegram(load(tmp_path, fake, extra=extra), **overrides)
 
 
 def texts(fake: FakeTelegram, chat: int) -> list[str]:
