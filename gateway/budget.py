@@ -180,9 +180,9 @@ class _Slots:
             try:
                 await turn
             except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():
+                if not turn.cancelled():
                     self._release()  # handed a slot just as it was cancelled
-                else:
+                elif turn in queue:  # else a release already passed over it
                     queue.remove(turn)
                 raise
         try:

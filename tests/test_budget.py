@@ -180,3 +180,32 @@ async def test_waiting_sends_go_before_waiting_edits_of_other_chats() -> None:
     await asyncio.wait_for(asyncio.gather(holder, edit, typing, send), 5)
     assert order == ["send d", "edit b", "typing c"]
     assert not budget.crowded
+
+
+async def test_a_waiting_call_cancelled_as_the_slot_frees_ends_cancelled() -> None:
+    budget = OutboundBudget(Metrics(), platform="mem", edit_interval=0, concurrency=1)
+    release = asyncio.Event()
+
+    async def blocker() -> None:
+        await release.wait()
+
+    async def never() -> None:
+        raise AssertionError("a cancelled call must not run")
+
+    holder = asyncio.create_task(budget.call("a", "send", blocker))
+    await asyncio.sleep(0)  # the holder takes the only slot
+    waiting = asyncio.create_task(budget.call("b", "edit", never))
+    await asyncio.sleep(0)  # the edit waits for the slot
+    release.set()  # the holder ends first and frees the slot...
+    waiting.cancel()  # ...while the waiting call is being cancelled
+    await asyncio.wait_for(holder, 5)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not budget.crowded  # the slot came back
+    sent: list[str] = []
+
+    async def send() -> None:
+        sent.append("c")
+
+    await asyncio.wait_for(budget.call("c", "send", send), 5)
+    assert sent == ["c"]
