@@ -50,13 +50,18 @@ class FirstTokens:
                 return
 
 
-def summary(gaps: list[float]) -> str:
-    """One line: median, p95 and max of first token -> first visible, against 50 ms."""
-    gaps = sorted(gaps)
-    p95 = gaps[min(len(gaps) - 1, int(len(gaps) * 0.95))]
+def nearest_p95(gaps: list[float]) -> float:
+    """The 95th percentile by nearest rank (these figures have always been read so)."""
+    ordered = sorted(gaps)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+
+
+def summary(gaps: list[float], what: str = "first token -> first visible text") -> str:
+    """One line: median, p95 and max of ``gaps``, against 50 ms."""
+    p95 = nearest_p95(gaps)
     verdict = "met" if p95 <= TARGET else "NOT met"
     return (
-        f"first token -> first visible text: median {statistics.median(gaps) * 1000:.1f} ms, "
-        f"p95 {p95 * 1000:.1f} ms, max {gaps[-1] * 1000:.1f} ms "
+        f"{what}: median {statistics.median(gaps) * 1000:.1f} ms, "
+        f"p95 {p95 * 1000:.1f} ms, max {max(gaps) * 1000:.1f} ms "
         f"(target p95 <= {TARGET * 1000:.0f} ms: {verdict})"
     )

@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.first_token import FirstTokens, summary
 from bench.stats import p95
-from gateway.app import Gateway
+from gateway.app import Gateway, freeze_startup_heap
 from gateway.config_loader import load_config
 from tests.fakes.slack_api import ApiCall, FakeSlack
 
@@ -153,6 +153,7 @@ async def run(args: argparse.Namespace) -> None:
         config = load_config(write_config(Path(folder), fake, args), env={})
         gateway = Gateway(config)
         await gateway.start()
+        freeze_startup_heap()  # as `serve` does
         try:
             await measure(Bench(fake, gateway, args.mode), args)
         finally:

@@ -42,7 +42,7 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageH
 
 import adapters.telegram.adapter  # noqa: F401  (sets PTB_TIMEDELTA for python-telegram-bot)
 from bench.stats import Latencies
-from gateway.app import Gateway
+from gateway.app import Gateway, freeze_startup_heap
 from gateway.config_loader import load_config
 
 JSON = dict[str, Any]
@@ -203,6 +203,7 @@ access = "open"
         )
         gateway = Gateway(load_config(path, {"TELEGRAM_BOT_TOKEN": info["token"]}))
         await gateway.start()
+        freeze_startup_heap()  # as `serve` does
         try:
             entry = gateway.supervised["telegram"]
             deadline = time.monotonic() + 30
