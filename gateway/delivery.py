@@ -145,16 +145,13 @@ class ReplyRenderer:
         """Deliver the whole run; returns after the final text has landed."""
         # Typing is a timer, not a task, until it is due: most replies show text first.
         typing = _TypingTimer(self._typing_delay(), self._typing_due)
-        flusher = asyncio.create_task(self._flush_loop(), name="flusher")
+        # Events arrive as the run emits them (no queue, no task hop per event); this
+        # task only wakes to flush.
+        self._run.listen(self._on_event)
         try:
-            async for event in self._run.events():
-                self._on_event(event)
+            await self._flush_loop()
         finally:
-            self._done = True
-            self._ended.set()
-            self._dirty.set()
             await typing.cancel()
-            await flusher
             if self._typing_shown:
                 await self._budget.call(self._key, "typing", self._typing_off)
 
@@ -184,6 +181,8 @@ class ReplyRenderer:
                 self._dirty.set()
             case Done():
                 self._finish(event)
+                self._done = True
+                self._ended.set()
             case (
                 TextEnd()
                 | ThinkingStart()

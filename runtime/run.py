@@ -8,6 +8,7 @@ sees everything from ``TextStart`` on; every stream ends with the run's single `
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,8 @@ from runtime.storage.base import UsageRecord
 
 if TYPE_CHECKING:
     from runtime.conversation import Conversation
+
+log = logging.getLogger(__name__)
 
 # pending: task not started yet; waiting: for the conversation lock; looping: in the
 # agent loop; finishing: saving; finished: Done emitted.
@@ -55,7 +58,7 @@ class Run:
         for queue in self._subscribers:
             queue.put_nowait(event)
         for listener in self._listeners:
-            listener(event)
+            _call(listener, event)
         if isinstance(event, Done):
             self._done = event
             self._subscribers.clear()
@@ -64,9 +67,10 @@ class Run:
 
     def listen(self, listener: Callable[[RunEvent], None]) -> None:
         """Call ``listener`` with every event, past ones first, as it is emitted: for a
-        watcher that acts on a few kinds of event, without a task and a queue of all."""
+        watcher that acts on events without a task and a queue of its own. A listener
+        that raises is logged; the run and the other listeners go on."""
         for event in self._events:
-            listener(event)
+            _call(listener, event)
         if self._done is None:
             self._listeners.append(listener)
 
@@ -103,3 +107,10 @@ class Run:
         if self.phase != "pending":
             self.task.cancel()
         return True
+
+
+def _call(listener: Callable[[RunEvent], None], event: RunEvent) -> None:
+    try:
+        listener(event)
+    except Exception:  # a watcher's bug must not fail the run it watches
+        log.exception("a run listener failed on %s", type(event).__name__)

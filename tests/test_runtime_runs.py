@@ -70,6 +70,30 @@ async def test_submit_returns_before_the_run_finishes() -> None:
         sub.run.emit(Done(reason="text"))
 
 
+async def test_a_listener_that_raises_neither_fails_the_run_nor_starves_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider = ScriptedProvider()
+    gate = Gate()
+    provider.script(Text("a"), gate, Text("b"))
+    runtime = make_runtime(provider)
+    sub = await within(runtime.submit("bot", "s", msg("go")))
+    await within(gate.reached.wait())
+    seen: list[type[object]] = []
+
+    def broken(event: object) -> None:
+        raise ValueError("a watcher's bug")
+
+    sub.run.listen(broken)  # raises on the events so far, too
+    sub.run.listen(lambda event: seen.append(type(event)))
+    gate.release()
+    done = await within(sub.run.wait())
+    assert done.reason == "text"
+    assert done.text == "ab"
+    assert seen == [TextStart, TextDelta, TextDelta, TextEnd, Done]
+    assert "a run listener failed on Done" in caplog.text
+
+
 async def test_no_action_appends_nothing() -> None:
     provider = ScriptedProvider()
     provider.script()
