@@ -1,20 +1,19 @@
 """When the model's first token reached the gateway, per chat (issue 11).
 
 A run listener subscribes to every run the pipeline starts and stamps its first
-``TextDelta`` (``time.monotonic``, the fakes' clock) under the chat it answers
-(``ChatTarget.chat_id``, ``thread_id``), so a benchmark can report the time from the
-model's first token to the first visible text the fake recorded.
+``TextDelta`` as the run emits it (``time.monotonic``, the fakes' clock) under the chat
+it answers (``ChatTarget.chat_id``, ``thread_id``), so a benchmark can report the time
+from the model's first token to the first visible text the fake recorded.
 """
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 
 from gateway.app import Gateway
 from gateway.intake import Origin
-from runtime.events import TextDelta
+from runtime.events import RunEvent, TextDelta
 from runtime.run import Run
 
 ChatKey = tuple[str, str | None]
@@ -25,16 +24,19 @@ class FirstTokens:
     def __init__(self, gateway: Gateway) -> None:
         assert gateway.runtime is not None
         self.at: dict[ChatKey, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         gateway.runtime.add_run_listener(self._on_run)
 
     def _on_run(self, run: Run) -> None:
         if not isinstance(run.origin, Origin):
             return
         target = run.origin.message.target
-        task = asyncio.create_task(self._watch(run, (target.chat_id, target.thread_id)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        key = (target.chat_id, target.thread_id)
+
+        def stamp(event: RunEvent) -> None:  # as the run emits it, not when a task wakes
+            if isinstance(event, TextDelta):
+                self.at.setdefault(key, time.monotonic())
+
+        run.listen(stamp)
 
     def in_channel(self, channel: str) -> float | None:
         """The first token of the reply in ``channel`` (a chat, or a thread by its id)."""
@@ -42,12 +44,6 @@ class FirstTokens:
             if channel in (chat, thread):
                 return at
         return None
-
-    async def _watch(self, run: Run, key: ChatKey) -> None:
-        async for event in run.events():
-            if isinstance(event, TextDelta):
-                self.at.setdefault(key, time.monotonic())
-                return
 
 
 def nearest_p95(gaps: list[float]) -> float:
