@@ -117,8 +117,7 @@ class ReplyRenderer:
         self._status = ""
         self._notes: list[str] = []
         self._dirty = asyncio.Event()
-        self._done = False
-        self._ended = asyncio.Event()  # the run's events are over
+        self._ended = asyncio.Event()  # the run's events are over: the next flush is final
         self._text_ended = False  # the last text segment ended and nothing followed yet
         self._messages = self._new_messages()
         # An approval question splits the reply: what came before stays above it, the
@@ -181,7 +180,6 @@ class ReplyRenderer:
                 self._dirty.set()
             case Done():
                 self._finish(event)
-                self._done = True
                 self._ended.set()
             case (
                 TextEnd()
@@ -247,9 +245,9 @@ class ReplyRenderer:
             await self._dirty.wait()
             if self._text_ended and not self._first_shown():
                 await _wait(self._ended, FINISH_GRACE)
-            elif not self._done and self._preview_only() and self._budget.crowded:
+            elif not self._ended.is_set() and self._preview_only() and self._budget.crowded:
                 await _wait(self._ended, self._began + PREVIEW_HOLD - time.monotonic())
-            if not self._done and self._first_shown():
+            if not self._ended.is_set() and self._first_shown():
                 # Pace first, build the text after: the edit carries everything that
                 # arrived meanwhile instead of a stale copy followed by a catch-up edit.
                 # The run's end cuts the wait short: the final text is not an edit to pace.
@@ -257,7 +255,7 @@ class ReplyRenderer:
                 if wait > 0:
                     await _wait(self._ended, wait)
             self._dirty.clear()
-            final = self._done
+            final = self._ended.is_set()
             if self._seal_pending:
                 self._seal_pending = False
                 await self._seal()
