@@ -153,13 +153,13 @@ class BareBot(discord.Client):
         if message.author.bot:
             return
         text = message.content.split("> ", 1)[-1]  # without the bot's mention
-        channel: discord.abc.Messageable = message.channel
-        if message.guild is not None:
-            channel = await message.create_thread(name=thread_name(text))
-        self.ready_at[message.channel.id if message.guild is None else message.id] = (
-            time.monotonic()
+        place = (
+            message.channel
+            if message.guild is None
+            else await message.create_thread(name=thread_name(text))
         )
-        await channel.send(text)
+        self.ready_at[place.id] = time.monotonic()
+        await place.send(text)
 
 
 async def run_bare(dm_count: int, thread_count: int) -> list[float]:

@@ -47,7 +47,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.replica_procs import Cpu, database
-from bench.stats import Latencies
+from bench.stats import Latencies, pooled
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_api import JSON, SECRET_HEADER, FakeTelegram
 from tests.gateway_procs import ENV_NAMES, START_TIMEOUT, Gateways
@@ -278,16 +278,6 @@ async def measure(
         if answered != sent:
             print(f"  ! {answered} replies to {sent} messages\n{gateways.logs()[-3000:]}")
     return {"serial": serial, "load": load}
-
-
-def pooled(results: list[Result]) -> Result:
-    return Result(
-        latencies=[x for r in results for x in r.latencies],
-        elapsed=sum(r.elapsed for r in results),
-        cpu=sum(r.cpu for r in results),
-        db_cpu=sum(r.db_cpu for r in results),
-        own_cpu=sum(r.own_cpu for r in results),
-    )
 
 
 async def one_round(

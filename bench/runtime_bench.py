@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 import statistics
 import sys
@@ -22,6 +21,7 @@ import time
 
 import httpx
 
+from bench.bare_model import stream_completion
 from runtime.agent_runtime import AgentRuntime
 from runtime.agents import AgentRegistry, AgentSpec
 from runtime.history import Speaker
@@ -52,24 +52,6 @@ def message(text: str) -> UserMessage:
     return UserMessage(text=text, speaker=Speaker(name="Bench", id="bench:1"))
 
 
-async def bare_request(client: httpx.AsyncClient, url: str) -> str:
-    body = {
-        "model": "m",
-        "messages": [{"role": "user", "content": "hi"}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    parts: list[str] = []
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as resp:
-        async for line in resp.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            for choice in chunk.get("choices") or []:
-                parts.append(choice.get("delta", {}).get("content") or "")
-    return "".join(parts)
-
-
 async def overhead(server: FakeLLMServer) -> None:
     provider = OpenAIProvider("bench", base_url=f"{server.url}/v1", api_key="sk-bench")
     runtime = make_runtime(provider)
@@ -79,7 +61,7 @@ async def overhead(server: FakeLLMServer) -> None:
         for i in range(ROUNDS + WARMUP):
             server.script(reply_script())
             start = time.perf_counter()
-            text = await bare_request(client, server.url)
+            text = await stream_completion(client, server.url, "hi")
             bare = time.perf_counter() - start
             server.script(reply_script())
             start = time.perf_counter()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 def p95(values: list[float]) -> float:
@@ -31,3 +33,17 @@ class Latencies:
     @property
     def rate(self) -> float:
         return self.count / self.elapsed
+
+
+L = TypeVar("L", bound=Latencies)
+
+
+def pooled(results: list[L]) -> L:
+    """Several rounds as one: their latencies together, every other figure summed."""
+    first = results[0]
+    totals = {
+        f.name: sum(getattr(r, f.name) for r in results)
+        for f in dataclasses.fields(first)
+        if f.name != "latencies"
+    }
+    return dataclasses.replace(first, latencies=[x for r in results for x in r.latencies], **totals)

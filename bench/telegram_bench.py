@@ -41,7 +41,8 @@ from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 import adapters.telegram.adapter  # noqa: F401  (sets PTB_TIMEDELTA for python-telegram-bot)
-from bench.stats import Latencies
+from bench.bare_model import stream_completion
+from bench.stats import Latencies, pooled
 from gateway.app import Gateway, freeze_startup_heap
 from gateway.config_loader import load_config
 
@@ -103,15 +104,6 @@ class Fakes:
         self._proc.wait(timeout=30)
 
 
-def pooled(results: list[Result]) -> Result:
-    return Result(
-        latencies=[x for r in results for x in r.latencies],
-        elapsed=sum(r.elapsed for r in results),
-        cpu=sum(r.cpu for r in results),
-        calls=sum(r.calls for r in results),
-    )
-
-
 async def measure(fakes: Fakes, chats: int, big: int, words: int) -> dict[str, Result]:
     await fakes.round(3, "sequential", words=words)  # warm-up: connections, imports
     results = {"sequential": await fakes.round(SEQUENTIAL, "sequential", words=words)}
@@ -126,22 +118,7 @@ def bare_handler(llm_url: str | None) -> Any:
     client = httpx.AsyncClient(timeout=60)
 
     async def reply_of(text: str) -> str:
-        if llm_url is None:
-            return text
-        body = {
-            "model": "m",
-            "messages": [{"role": "user", "content": text}],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        parts: list[str] = []
-        async with client.stream("POST", f"{llm_url}/v1/chat/completions", json=body) as resp:
-            async for line in resp.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                for choice in json.loads(line[6:]).get("choices") or []:
-                    parts.append(choice.get("delta", {}).get("content") or "")
-        return "".join(parts)
+        return text if llm_url is None else await stream_completion(client, llm_url, text)
 
     async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if update.message is not None and update.message.text is not None:
