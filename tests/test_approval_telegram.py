@@ -30,9 +30,9 @@ SECRET = "hook-secret_42"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
+def fake(telegram: FakeTelegram) -> FakeTelegram:
+    """This file's name for the fake Bot API (``telegram`` in conftest)."""
+    return telegram
 
 
 @asynccontextmanager

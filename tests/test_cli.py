@@ -322,12 +322,10 @@ def test_run_with_invalid_config_exits_2_before_serving(
     assert len(capsys.readouterr().err.splitlines()) == len(BROKEN_PATHS)
 
 
-def test_module_entry_point_exits_2_on_a_bad_file(tmp_path: Path) -> None:
-    env = child_env(**SECRETS)
-    path = write(tmp_path, BROKEN)
-
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check", "-c", str(path)],
+def run_cli(command: str, config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m gateway.cli COMMAND -c CONFIG`` in a child; the timeout proves it ends."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", command, "-c", str(config)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -335,6 +333,13 @@ def test_module_entry_point_exits_2_on_a_bad_file(tmp_path: Path) -> None:
         timeout=30,
         check=False,
     )
+
+
+def test_module_entry_point_exits_2_on_a_bad_file(tmp_path: Path) -> None:
+    env = child_env(**SECRETS)
+    path = write(tmp_path, BROKEN)
+
+    result = run_cli("check", path, env)
 
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
@@ -369,15 +374,7 @@ def _run_until_it_fails(directory: Path, *, host: str, port: int, db: str) -> li
     env = child_env()
     path = directory / "gateway.toml"
     path.write_text(STARTUP.format(host=host, port=port, db=db), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "run", "-c", str(path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli("run", path, env)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     # A non-loopback host earns a warning first; the failure itself is one line.
