@@ -136,25 +136,30 @@ async def test_one_conversation_across_two_replicas_runs_once_in_order(
     )
     assert len(llm_server.requests) == 1
     held.set()
-    await until("the first reply", replicas, lambda: answered(replicas, chat), STEP_TIMEOUT)
-    for n, text in ((2, "three"), (1, "four"), (2, "five")):
-        before = len(answered(replicas, chat))
-        await post(replicas, n, chat, alice, text)
+    # Each next message waits for the answer to the one before, by its text: a count of
+    # sent messages would also grow with the late answer to an earlier one.
+    for n, text in ((0, "two"), (2, "three"), (1, "four"), (2, "five")):
+        if n:
+            await post(replicas, n, chat, alice, text)
         await until(
             f"the answer to {text}",
             replicas,
-            lambda: len(answered(replicas, chat)) > before,  # noqa: B023 (awaited here)
+            lambda: f"echo: [Alice] {text}" in answered(replicas, chat),  # noqa: B023
             STEP_TIMEOUT,
         )
 
-    # One run at a time, FIFO: each model call ends with the next message, and the
-    # steered one was taken into the first run, not a run of its own.
+    # One run at a time, FIFO: each model call ends with the next message. The steered
+    # one was queued behind the running turn (its text-only answer ended the run), so
+    # the run it started saw both, and each message was answered exactly once.
     calls = [r for r in llm_server.requests if "Summarize" not in str(r.json)]
     assert [user_texts(c)[-1] for c in calls] == [
         f"[Alice] {t}" for t in ("one", "two", "three", "four", "five")
     ], replicas.logs()
     assert user_texts(calls[1])[-2:] == ["[Alice] one", "[Alice] two"]
-    assert len(answered(replicas, chat)) == 4, answered(replicas, chat)
+    assert answered(replicas, chat) == [
+        "first part",
+        *(f"echo: [Alice] {t}" for t in ("two", "three", "four", "five")),
+    ]
 
 
 async def test_a_killed_owner_is_taken_over_by_the_other_replica(
