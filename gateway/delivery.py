@@ -1,7 +1,8 @@
 """Streaming delivery of one run onto one chat.
 
-The renderer consumes the run's events and keeps the reply's text; a flusher task turns
-that text into platform messages: the first visible text is sent at once, later changes
+The renderer consumes the run's events and keeps the reply's text; its render task turns
+that text into platform messages: the first visible text is sent at once (a preview
+the final text does not reuse, a Telegram draft, after ``preview_delay``), later changes
 become edits paced by the chat's budget (coalesced: whatever accumulated while waiting
 goes out in one edit), never an edit with unchanged text. ``ReplyMessages`` keeps the
 platform messages in step with the text: it splits at the adapter's limit (measured the
@@ -78,9 +79,9 @@ FINISH_GRACE = 0.25
 # does not reuse (a Telegram draft: the final message is a call of its own) costs a
 # call the other chats' final messages need: it is held until the run ends, for at most
 # this long after the reply began (the moment typing would show anyway). A quiet
-# platform shows it at once; a first message that the reply ends in (a send later
-# edited, a Slack stream) is never held: first visible text stays within ms of the
-# model's first token.
+# platform shows it after ``DeliveryOptions.preview_delay``; a first message that the
+# reply ends in (a send later edited, a Slack stream) is never held: first visible text
+# stays within ms of the model's first token.
 PREVIEW_HOLD = 1.0
 
 
@@ -90,6 +91,11 @@ class DeliveryOptions:
     # A reply visible within this long needs no typing indicator: the floor is then a
     # draft (or first send) and the final message, not three calls.
     typing_delay: float = 1.0
+    # A preview the final text does not reuse (a Telegram draft) waits this long after
+    # the first text: a reply that ends meanwhile is sent once, final, and costs one
+    # call instead of two. Short enough that a streaming reply's preview still shows
+    # within ~50 ms of the model's first token.
+    preview_delay: float = 0.04
     show_tools: bool = True
 
 
@@ -245,8 +251,8 @@ class ReplyRenderer:
             await self._dirty.wait()
             if self._text_ended and not self._first_shown():
                 await _wait(self._ended, FINISH_GRACE)
-            elif not self._ended.is_set() and self._preview_only() and self._budget.crowded:
-                await _wait(self._ended, self._began + PREVIEW_HOLD - time.monotonic())
+            elif not self._ended.is_set() and self._preview_only():
+                await _wait(self._ended, self._preview_wait())
             if not self._ended.is_set() and self._first_shown():
                 # Pace first, build the text after: the edit carries everything that
                 # arrived meanwhile instead of a stale copy followed by a catch-up edit.
@@ -321,6 +327,11 @@ class ReplyRenderer:
         self._native = None
         self._messages.adopt(native.handover())
         await self._flush(final=final)
+
+    def _preview_wait(self) -> float:
+        if self._budget.crowded:
+            return self._began + PREVIEW_HOLD - time.monotonic()
+        return self._options.preview_delay
 
     def _preview_only(self) -> bool:
         """Nothing shown yet, and what would show first is a preview only."""

@@ -12,6 +12,7 @@ import pytest
 from adapters.base import ChatTarget
 from adapters.errors import MessageTooLong
 from adapters.text.telegram_html import utf16_len
+from gateway.delivery import DeliveryOptions
 from gateway.reply_messages import UNDELIVERED
 from tests.fakes.scripted_provider import Gate, Text
 from tests.fakes.telegram_api import MAX_TEXT, FakeTelegram
@@ -97,6 +98,22 @@ async def test_a_reply_complete_before_anything_shows_is_sent_without_a_draft(
         r.provider.script(Text("all "), Text("at once"))
         fake.user_sends(chat, alice, "go")
         await fake.wait_for(lambda: texts(fake, chat) == ["all at once"])
+        assert fake.transcript(chat).drafts == ()
+
+
+async def test_a_reply_that_ends_soon_after_its_first_text_is_sent_without_a_draft(
+    tmp_path: Path, fake: FakeTelegram, alice: JSON
+) -> None:
+    chat = fake.private_chat(alice)
+    async with running(tmp_path, fake) as r:
+        assert r.gateway.pipeline is not None
+        r.gateway.pipeline.delivery = DeliveryOptions(preview_delay=5.0)
+        rest = Gate()
+        r.provider.script(Text("first"), rest, Text(" and last"))
+        fake.user_sends(chat, alice, "go")
+        await asyncio.wait_for(rest.reached.wait(), 5)
+        rest.release()  # the reply ends within the preview delay: its draft is skipped
+        await fake.wait_for(lambda: texts(fake, chat) == ["first and last"])
         assert fake.transcript(chat).drafts == ()
 
 
