@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+import httpx
 from aiohttp import web
 from telegram import Bot, BotCommand, ReactionTypeEmoji, ReplyParameters, Update
 from telegram.constants import ChatAction, ParseMode
@@ -74,6 +75,7 @@ from adapters.telegram.webhook import parse_update
 from adapters.text.format import TextFormat
 from adapters.text.telegram_html import telegram_length, to_telegram_html
 from runtime.backoff import Backoff, log_retry
+from runtime.providers.http_pool import lean_pools
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,14 @@ ALLOWED_UPDATES: Final = ("message", "edited_message", "callback_query")
 # instead of opening hundreds at once.
 POOL_SIZE: Final = 16
 POOL_WAIT: Final = 30.0
+
+
+class LeanRequest(HTTPXRequest):
+    """PTB's httpx request; its connection pool asks idle connections whether the server
+    closed them the cheap way (``runtime.providers.http_pool``)."""
+
+    def _build_client(self) -> httpx.AsyncClient:
+        return lean_pools(super()._build_client())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,7 +130,7 @@ class TelegramAdapter(StatusReporting):
             settings.token,
             base_url=settings.base_url,
             base_file_url=settings.base_file_url,
-            request=HTTPXRequest(connection_pool_size=POOL_SIZE, pool_timeout=POOL_WAIT),
+            request=LeanRequest(connection_pool_size=POOL_SIZE, pool_timeout=POOL_WAIT),
         )
         self._connection = StatusTracker(PLATFORM)
         self._backoff_policy = Backoff(base=settings.retry_base, cap=settings.retry_max)

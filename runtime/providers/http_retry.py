@@ -35,6 +35,7 @@ from runtime.providers.failures import (
     status_failure,
     transport_failure,
 )
+from runtime.providers.http_pool import lean_pools
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def make_client(*, connect_timeout: float, read_timeout: float) -> httpx.AsyncCl
     # More connections than the stream limiter lets through, so the pool never queues:
     # httpcore scans its whole request queue on every assignment (quadratic under load).
     limits = httpx.Limits(max_connections=MAX_CONCURRENT_STREAMS + 8)
-    return httpx.AsyncClient(timeout=timeout, limits=limits)
+    return lean_pools(httpx.AsyncClient(timeout=timeout, limits=limits))
 
 
 async def stream_with_retries(
